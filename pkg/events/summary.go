@@ -1,0 +1,63 @@
+package events
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+)
+
+// PageSummary reports what a stage made of one raw page (usage.v1.summary.<account>). A sync is
+// complete when every page of its manifest has a transformer and a publisher summary.
+type PageSummary struct {
+	Stage       string    `json:"stage"` // StageTransformer or StagePublisher
+	PageID      uuid.UUID `json:"page_id"`
+	SyncID      uuid.UUID `json:"sync_id"`
+	Account     string    `json:"account"`
+	Period      string    `json:"period"` // "YYYY-MM"
+	ProcessedAt time.Time `json:"processed_at"`
+	// Good: records emitted (transformer) or delivered or already held by the ledger (publisher).
+	// Held: rows kept back, not billed and not lost (out-of-period). Bad: dead-lettered lines.
+	Good Tally `json:"good"`
+	Held Tally `json:"held"`
+	Bad  Tally `json:"bad"`
+}
+
+// Tally counts rows and sums their BilledCost per currency at full precision.
+type Tally struct {
+	Count      int                        `json:"count"`
+	BilledCost map[string]decimal.Decimal `json:"billed_cost"` // ISO 4217 code → sum; {} when Count is 0
+}
+
+// MarshalJSON writes an empty map rather than null, so a zero Tally is schema-valid.
+func (t Tally) MarshalJSON() ([]byte, error) {
+	type plain Tally
+	if t.BilledCost == nil {
+		t.BilledCost = map[string]decimal.Decimal{}
+	}
+	return json.Marshal(plain(t))
+}
+
+// Add counts one row of the given currency and amount.
+func (t *Tally) Add(currency string, billed decimal.Decimal) {
+	if t.BilledCost == nil {
+		t.BilledCost = map[string]decimal.Decimal{}
+	}
+	t.Count++
+	t.BilledCost[currency] = t.BilledCost[currency].Add(billed)
+}
+
+// EventMeta returns the CloudEvents context of the summary: one per stage and page.
+func (s PageSummary) EventMeta(source string) Meta {
+	return Meta{
+		ID:      ID(TypePageSummary, s.Stage, s.PageID.String()),
+		Type:    TypePageSummary,
+		Source:  source,
+		Subject: subjectOf(s.Account, s.Period),
+		Time:    s.ProcessedAt,
+	}
+}
+
+// NATSSubject is the subject the summary is published on.
+func (s PageSummary) NATSSubject() string { return PageSummarySubject(s.Account) }
