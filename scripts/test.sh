@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Run the tests"). CI runs it through .ci/run.
-# Steps: vet, race-checked short tests of every module, then the slow tests (cluster, conformance,
-# faults: every test named TestIntegration*) without the race detector, in their own step.
+# Steps: vet, race-checked short tests of every module, then the whole suite without -short and
+# without the race detector, so the slow tests (cluster, conformance, faults, month-scale runs:
+# whatever skips under -short) run in their own step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,5 +21,5 @@ go vet "${pkgs[@]}"
 echo "== short tests with -race"
 go test -race -short -count=1 -timeout 15m "${pkgs[@]}"
 
-echo "== slow tests (cluster, conformance, faults)"
-go test -count=1 -timeout 20m -run 'Integration' "${pkgs[@]}"
+echo "== full suite without -short (slow tests: cluster, conformance, faults)"
+go test -count=1 -timeout 20m "${pkgs[@]}"
