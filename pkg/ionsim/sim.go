@@ -64,6 +64,10 @@ type Variant struct {
 	RateLimitRPS int
 	// MoneyAsString writes report moneyValue.value as a JSON string instead of a JSON number.
 	MoneyAsString bool
+	// UnlistedCustomers leaves the last N customers of every account out of /customers (v3 and
+	// v1) and Truth.AllCustomers while their usage stays in reports: a client must take the
+	// customer list from the control query too (DESIGN.md "Reconciliation").
+	UnlistedCustomers int
 }
 
 // Faults are injected failures, picked deterministically from the seed and a request counter.
@@ -141,7 +145,7 @@ func (o Options) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("variant.unauthorizedBody: %q (want \"\", envelope or text)", o.Variant.UnauthorizedBody))
 	}
-	if o.Variant.MaxPageSize < 0 || o.Variant.RowsCap < 0 || o.Variant.RateLimitRPS < 0 {
+	if o.Variant.MaxPageSize < 0 || o.Variant.RowsCap < 0 || o.Variant.RateLimitRPS < 0 || o.Variant.UnlistedCustomers < 0 {
 		errs = append(errs, errors.New("variant: negative limit"))
 	}
 	for name, r := range map[string]float64{"rate429": o.Faults.Rate429, "rate503": o.Faults.Rate503, "truncateJSON": o.Faults.TruncateJSON, "loseTokenResponse": o.Faults.LoseTokenResponse} {

@@ -845,3 +845,25 @@ func TestTruncateAbortAndPages(t *testing.T) {
 		t.Errorf("pages %v requests %v", st.Pages, st.Requests)
 	}
 }
+
+// UnlistedCustomers hides customers from /customers but not from report data.
+func TestUnlistedCustomers(t *testing.T) {
+	sim, err := New(Options{Seed: 1, Customers: 4, Meters: 1, Variant: Variant{UnlistedCustomers: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := sim.Periods()[0]
+	tr := sim.GroundTruth(p)
+	if len(tr.AllCustomers) != 3 {
+		t.Fatalf("AllCustomers %v, want 3", tr.AllCustomers)
+	}
+	hidden := sim.accounts[sim.primary].customers[3].id
+	if _, ok := tr.Customer(hidden); !ok {
+		t.Errorf("unlisted customer %s has no data", hidden)
+	}
+	for _, id := range tr.AllCustomers {
+		if id == hidden {
+			t.Errorf("unlisted customer %s is listed", hidden)
+		}
+	}
+}

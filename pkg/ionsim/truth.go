@@ -67,7 +67,7 @@ func (s *Sim) GroundTruthFor(account, period string) Truth {
 	if ok {
 		return cached
 	}
-	for _, c := range d.customers {
+	for _, c := range s.listed(d) {
 		t.AllCustomers = append(t.AllCustomers, c.id)
 	}
 	sort.Strings(t.AllCustomers)
@@ -117,4 +117,9 @@ func (s *Sim) Restate(period string, fraction float64) (Truth, error) {
 	s.mu.Unlock()
 	s.log.Info("ionsim: period restated", "period", period, "fraction", fraction)
 	return s.GroundTruth(period), nil
+}
+
+// listed are the customers /customers shows: all but the Variant.UnlistedCustomers last ones.
+func (s *Sim) listed(d *dataset) []*customer {
+	return d.customers[:max(0, len(d.customers)-s.opts.Variant.UnlistedCustomers)]
 }

@@ -29,8 +29,9 @@ func (s *Sim) handleV1Customers(w http.ResponseWriter, r *http.Request, d *datas
 	}
 	s.page(fmt.Sprintf("v1 customers offset=%d limit=%d", offset, limit))
 	list := []map[string]any{}
-	for i := offset; i < len(d.customers) && i < offset+limit; i++ {
-		c := d.customers[i]
+	listed := s.listed(d)
+	for i := offset; i < len(listed) && i < offset+limit; i++ {
+		c := listed[i]
 		list = append(list, map[string]any{
 			"id": c.id, "name": c.contact, "company": c.company, "email": c.email,
 			"cloudAccounts":   []map[string]any{{"cloudAccountId": c.tenant, "provider": map[string]string{"name": "Microsoft"}}},

@@ -118,7 +118,7 @@ func (s *Sim) handleCustomers(w http.ResponseWriter, r *http.Request) {
 	status := strings.ToUpper(query(r, "filter.customerStatus", "filter.customer_status"))
 	email := strings.ToLower(query(r, "filter.customerEmail", "filter.customer_email"))
 	var match []*customer
-	for _, c := range d.customers {
+	for _, c := range s.listed(d) {
 		if name != "" && !strings.Contains(strings.ToLower(c.company), name) && !strings.Contains(strings.ToLower(c.contact), name) {
 			continue
 		}
