@@ -11,11 +11,14 @@ import (
 // PageSummary reports what a stage made of one raw page (usage.v1.summary.<account>). A sync is
 // complete when every page of its manifest has a transformer and a publisher summary.
 type PageSummary struct {
-	Stage       string    `json:"stage"` // StageTransformer or StagePublisher
-	PageID      uuid.UUID `json:"page_id"`
-	SyncID      uuid.UUID `json:"sync_id"`
-	Account     string    `json:"account"`
-	Period      string    `json:"period"` // "YYYY-MM"
+	Stage   string    `json:"stage"` // StageTransformer or StagePublisher
+	PageID  uuid.UUID `json:"page_id"`
+	SyncID  uuid.UUID `json:"sync_id"`
+	Account string    `json:"account"`
+	Period  string    `json:"period"` // "YYYY-MM"
+	// Customer is the Ion customer id of the raw page (its PageKey.Customer); empty when the page
+	// spans customers. Reconcile attributes held and dead-lettered amounts by it.
+	Customer    string    `json:"customer,omitempty"`
 	ProcessedAt time.Time `json:"processed_at"`
 	// Good: records emitted (transformer) or delivered or already held by the ledger (publisher).
 	// Held: rows kept back, not billed and not lost (out-of-period). Bad: dead-lettered lines.

@@ -4,9 +4,12 @@ import "errors"
 
 // PageResult is what one page of lines normalizes to.
 type PageResult struct {
-	Records []Record     // in period, duplicates summed: to publish
-	Held    []Record     // outside the billing period: held, not billed, reported by reconcile
-	Errors  []*LineError // every line that did not normalize, plus one out-of-period error per held line
+	Records []Record // in period, duplicates summed: to publish
+	Held    []Record // outside the billing period: held, not billed, reported by reconcile
+	// HeldLines is the line number of each Held record (same index), so a caller can hold
+	// the source line itself.
+	HeldLines []int
+	Errors    []*LineError // every line that did not normalize, plus one out-of-period error per held line
 }
 
 // NormalizePage normalizes every line of a page, splits off out-of-period rows and sums
@@ -30,6 +33,7 @@ func NormalizePage(pc PageContext, lines []Line, tbl ChargeTable) (PageResult, e
 				res.Errors = append(res.Errors, le)
 			}
 			res.Held = append(res.Held, r)
+			res.HeldLines = append(res.HeldLines, l.Number)
 			continue
 		}
 		in = append(in, r)

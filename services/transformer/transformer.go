@@ -3,15 +3,29 @@ package transformer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ionusage/connector/pkg/bus"
+	"github.com/ionusage/connector/pkg/config"
 	"github.com/ionusage/connector/pkg/events"
 	"github.com/ionusage/connector/pkg/service"
+	"github.com/ionusage/connector/pkg/usage"
 )
 
 // Name is the stage name: router, durable consumer and dead-letter subject token.
 const Name = "transformer"
+
+// Source is the ce-source of every event the transformer emits.
+const Source = "ionconnector/" + Name
 
 // Run consumes ion.raw.v1.page.> until ctx ends.
 func Run(ctx context.Context, deps service.Deps) error {
@@ -19,21 +33,167 @@ func Run(ctx context.Context, deps service.Deps) error {
 	if err != nil {
 		return err
 	}
-	h := &handler{deps: deps}
-	if err := st.Consume(events.StreamRaw, Name, "ion.raw.v1.page.>", h.rawPage); err != nil {
+	t, err := New(Options{JS: deps.JS, Publisher: st.Publisher, Logger: deps.Logger, Accounts: deps.Config.Accounts})
+	if err != nil {
+		return err
+	}
+	if err := st.Consume(events.StreamRaw, Name, "ion.raw.v1.page.>", t.Handle); err != nil {
 		return err
 	}
 	return st.Run(ctx)
 }
 
-type handler struct{ deps service.Deps }
+// Publisher is what the transformer publishes with (*bus.Publisher).
+type Publisher interface {
+	PublishCtx(ctx context.Context, topic string, msgs ...*message.Message) error
+}
 
-// rawPage decodes a page event; normalization (issue "Transformer service") hangs off it.
-func (h *handler) rawPage(msg *message.Message) error {
+// Options configure a Transformer.
+type Options struct {
+	JS        jetstream.JetStream // object store access for bodies stored by reference
+	Publisher Publisher
+	Logger    *slog.Logger
+	// Accounts give each account's display name and currency (used when a page's request
+	// names no currency).
+	Accounts []config.Account
+	// Charges maps Ion charge types to ChargeCategory; zero value means usage.DefaultChargeTable.
+	Charges *usage.ChargeTable
+	Now     func() time.Time // default time.Now
+}
+
+// Transformer is the stage's handler.
+type Transformer struct {
+	opts     Options
+	charges  usage.ChargeTable
+	accounts map[string]config.Account
+}
+
+// New returns a Transformer.
+func New(opts Options) (*Transformer, error) {
+	var errs []error
+	if opts.JS == nil {
+		errs = append(errs, errors.New("JS is required"))
+	}
+	if opts.Publisher == nil {
+		errs = append(errs, errors.New("Publisher is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("transformer: options: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	t := &Transformer{opts: opts, charges: usage.DefaultChargeTable(), accounts: map[string]config.Account{}}
+	if opts.Charges != nil {
+		t.charges = *opts.Charges
+	}
+	for _, a := range opts.Accounts {
+		t.accounts[a.ID] = a
+	}
+	return t, nil
+}
+
+// Handle transforms one raw page event. Records, line dead letters and held rows are
+// published first and the page summary last, so a summary means the page is fully out. Every
+// id is deterministic: a redelivery or replay republishes the same events, which JetStream's
+// duplicate window and then the ledger ignore. A page that can never be parsed returns an
+// error wrapping events.ErrUndecodable and is dead-lettered whole by the router; publish
+// failures are returned as they are, so the page is retried.
+func (t *Transformer) Handle(msg *message.Message) error {
+	ctx := msg.Context()
 	var page events.RawPage
 	if err := events.Decode(msg, events.TypeRawPage, &page); err != nil {
 		return err
 	}
-	h.deps.Logger.Debug("raw page received", "account", page.Account, "period", page.Period, "page_id", page.PageID)
+	if err := page.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", events.ErrUndecodable, err)
+	}
+	log := t.opts.Logger.With("account", page.Account, "period", page.Period, "page_id", page.PageID)
+	body, err := t.readBody(ctx, page)
+	if err != nil {
+		return err
+	}
+	acct := t.accounts[page.Account]
+	seq, _ := strconv.ParseUint(msg.Metadata.Get(bus.MetaStreamSeq), 10, 64)
+	attempts, _ := strconv.Atoi(msg.Metadata.Get(bus.MetaNumDelivered))
+	in := pageInput{
+		Page: page, Body: body, Charges: t.charges, Currency: acct.Currency, AccountName: acct.Name,
+		Source: Source, Now: t.opts.Now(),
+		Origin: origin{Subject: msg.Metadata.Get(bus.MetaSubject), Stream: msg.Metadata.Get(bus.MetaStream), Seq: seq, Attempt: attempts},
+	}
+	out, err := transformPage(in)
+	if err != nil {
+		if errors.Is(err, events.ErrUndecodable) {
+			// The page still ends with a summary, counting it bad, so the sync's manifest sees
+			// it; the router then dead-letters the page whole.
+			if perr := t.publishSummary(ctx, undecodableSummary(in)); perr != nil {
+				return errors.Join(err, perr)
+			}
+		}
+		return err
+	}
+	if out.Decoded.Truncated {
+		log.Warn("raw page is truncated: Ion had more rows than it returned", "rows", len(out.Decoded.Lines))
+	}
+	for _, b := range out.Messages {
+		if err := t.opts.Publisher.PublishCtx(ctx, b.Subject, b.Msgs...); err != nil {
+			return fmt.Errorf("%w: %w", errPublish, err)
+		}
+	}
+	if err := t.opts.Publisher.PublishCtx(ctx, out.Summary.NATSSubject(), out.SummaryM); err != nil {
+		return fmt.Errorf("%w: summary: %w", errPublish, err)
+	}
+	log.Debug("page transformed", "lines", len(out.Decoded.Lines), "records", len(out.Records),
+		"held", len(out.Held), "bad", len(out.Bad), "subtotals_skipped", out.Decoded.Subtotals)
 	return nil
+}
+
+func undecodableSummary(in pageInput) events.PageSummary {
+	s := events.PageSummary{
+		Stage: events.StageTransformer, PageID: in.Page.PageID, SyncID: in.Page.SyncID,
+		Account: in.Page.Account, Period: in.Page.Period, Customer: in.Page.PageKey.Customer, ProcessedAt: in.Now.UTC(),
+	}
+	s.Bad.Count = max(in.Page.RowCount, 1)
+	return s
+}
+
+func (t *Transformer) publishSummary(ctx context.Context, s events.PageSummary) error {
+	m, err := events.NewMessage(s.EventMeta(Source), s)
+	if err != nil {
+		return err
+	}
+	return t.opts.Publisher.PublishCtx(ctx, s.NATSSubject(), m)
+}
+
+// readBody returns the page's body, inline or from the object store; a stored body must match
+// its SHA-256 and size, else it is never trusted.
+func (t *Transformer) readBody(ctx context.Context, page events.RawPage) ([]byte, error) {
+	if page.BodyRef == nil {
+		return []byte(page.Body), nil
+	}
+	ref := page.BodyRef
+	store, err := t.opts.JS.ObjectStore(ctx, ref.Bucket)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, bus.Permanent(fmt.Errorf("%w: bucket %q: %v", errBody, ref.Bucket, err))
+		}
+		return nil, fmt.Errorf("%w: bucket %q: %w", errBody, ref.Bucket, err)
+	}
+	b, err := store.GetBytes(ctx, ref.Name)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrObjectNotFound) {
+			// The fetcher stores a body before publishing its event: a missing one is lost.
+			return nil, bus.Permanent(fmt.Errorf("%w: object %s/%s: %v", errBody, ref.Bucket, ref.Name, err))
+		}
+		return nil, fmt.Errorf("%w: object %s/%s: %w", errBody, ref.Bucket, ref.Name, err)
+	}
+	sum := sha256.Sum256(b)
+	if got := hex.EncodeToString(sum[:]); got != ref.SHA256 || (ref.Size > 0 && int64(len(b)) != ref.Size) {
+		return nil, bus.Permanent(fmt.Errorf("%w: object %s/%s: sha256 %s size %d, want %s size %d",
+			errBody, ref.Bucket, ref.Name, got, len(b), ref.SHA256, ref.Size))
+	}
+	return b, nil
 }
