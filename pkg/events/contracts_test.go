@@ -22,14 +22,15 @@ const schemasDir = "../../schemas"
 
 // payloads maps every event type to a constructor of its Go payload type.
 var payloads = map[string]func() any{
-	events.TypeSyncRequested: func() any { return new(events.SyncRequest) },
-	events.TypeSyncCompleted: func() any { return new(events.SyncCompleted) },
-	events.TypeRawPage:       func() any { return new(events.RawPage) },
-	events.TypeRawCustomers:  func() any { return new(events.CustomerPage) },
-	events.TypeUsageRecord:   func() any { return new(events.UsageRecord) },
-	events.TypePageSummary:   func() any { return new(events.PageSummary) },
-	events.TypeDelivery:      func() any { return new(events.Delivery) },
-	events.TypeDeadLetter:    func() any { return new(events.DeadLetter) },
+	events.TypeSyncRequested:  func() any { return new(events.SyncRequest) },
+	events.TypeSyncCompleted:  func() any { return new(events.SyncCompleted) },
+	events.TypeRawPage:        func() any { return new(events.RawPage) },
+	events.TypeRawCustomers:   func() any { return new(events.CustomerPage) },
+	events.TypeUsageRecord:    func() any { return new(events.UsageRecord) },
+	events.TypePageSummary:    func() any { return new(events.PageSummary) },
+	events.TypeDelivery:       func() any { return new(events.Delivery) },
+	events.TypeReconciliation: func() any { return new(events.Reconciliation) },
+	events.TypeDeadLetter:     func() any { return new(events.DeadLetter) },
 }
 
 func eventTypes() []string {
@@ -213,6 +214,13 @@ func TestSchemasReject(t *testing.T) {
 		{"failed sync without reason", events.TypeSyncCompleted, func(m map[string]any) { m["status"] = "failed" }},
 		{"lower-case currency", events.TypeDelivery, func(m map[string]any) { m["totals"] = map[string]any{"sek": "1"} }},
 		{"null tally sums", events.TypePageSummary, func(m map[string]any) { m["held"].(map[string]any)["billed_cost"] = nil }},
+		{"not reconciled without reason", events.TypeReconciliation, func(m map[string]any) { delete(m, "reason") }},
+		{"failed sync reconciled", events.TypeReconciliation, func(m map[string]any) {
+			m["sync_status"], m["reconciled"] = "failed", true
+		}},
+		{"money as number in a reconciliation row", events.TypeReconciliation, func(m map[string]any) {
+			m["rows"].([]any)[0].(map[string]any)["control"] = 1.5
+		}},
 		{"payload not base64", events.TypeDeadLetter, func(m map[string]any) { m["payload"] = "%%%" }},
 	}
 	for _, c := range cases {
@@ -233,7 +241,7 @@ func TestSchemasReject(t *testing.T) {
 // Zero values of the payload types (nil slices and maps) still encode to valid bodies, apart
 // from the fields a producer must fill; here we only check the arrays and maps are not null.
 func TestNilCollectionsEncodeEmpty(t *testing.T) {
-	for _, v := range []any{events.Delivery{}, events.SyncCompleted{}, events.CustomerPage{}, events.PageSummary{}} {
+	for _, v := range []any{events.Delivery{}, events.SyncCompleted{}, events.CustomerPage{}, events.PageSummary{}, events.Reconciliation{}} {
 		b, err := json.Marshal(v)
 		if err != nil {
 			t.Fatal(err)

@@ -25,14 +25,15 @@ const (
 
 // Event types (ce-type). Each has one JSON Schema per version under schemas/.
 const (
-	TypeSyncRequested = "ion.sync.v1.requested"
-	TypeSyncCompleted = "ion.sync.v1.completed"
-	TypeRawPage       = "ion.raw.v1.page"
-	TypeRawCustomers  = "ion.raw.v1.customers"
-	TypeUsageRecord   = "usage.v1.record"
-	TypePageSummary   = "usage.v1.summary"
-	TypeDelivery      = "billing.v1.delivery"
-	TypeDeadLetter    = "dlq.v1.deadletter"
+	TypeSyncRequested  = "ion.sync.v1.requested"
+	TypeSyncCompleted  = "ion.sync.v1.completed"
+	TypeRawPage        = "ion.raw.v1.page"
+	TypeRawCustomers   = "ion.raw.v1.customers"
+	TypeUsageRecord    = "usage.v1.record"
+	TypePageSummary    = "usage.v1.summary"
+	TypeDelivery       = "billing.v1.delivery"
+	TypeReconciliation = "billing.v1.reconciliation"
+	TypeDeadLetter     = "dlq.v1.deadletter"
 )
 
 // CloudEvents NATS binding header names; the broker adapter copies message metadata to NATS headers.
@@ -88,6 +89,7 @@ func UsageRecordSubject(account, customer string) string {
 }
 func PageSummarySubject(account string) string       { return "usage.v1.summary." + account }
 func DeliverySubject(account string) string          { return "billing.v1.delivery." + account }
+func ReconciliationSubject(account string) string    { return "billing.v1.reconciliation." + account }
 func DeadLetterSubject(stage, account string) string { return "dlq.v1." + stage + "." + account }
 
 // Stream subject filters, one per stream.

@@ -19,7 +19,12 @@ type Stage struct {
 }
 
 // NewStage builds the router of a stage. Handlers are added with Consume.
-func NewStage(deps Deps, name string) (*Stage, error) {
+func NewStage(deps Deps, name string) (*Stage, error) { return NewStageWith(deps, name, nil) }
+
+// NewStageWith is NewStage with the router options adjusted by tune before they are validated
+// (a stage whose handler waits on purpose, such as the reconciler, needs a longer
+// HandlerTimeout and no in-process retries). The retry budget must still fit in AckWait.
+func NewStageWith(deps Deps, name string, tune func(*bus.RouterOptions)) (*Stage, error) {
 	if err := deps.Validate(); err != nil {
 		return nil, err
 	}
@@ -27,13 +32,17 @@ func NewStage(deps Deps, name string) (*Stage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s publisher: %w", name, err)
 	}
-	r, err := bus.NewRouter(bus.RouterOptions{
+	opts := bus.RouterOptions{
 		Stage:     name,
 		Logger:    deps.Logger,
 		Publisher: pub,
 		Registry:  deps.Registry,
 		AckWait:   bus.DefaultAckWait, // Validate proves the retry budget fits inside it
-	})
+	}
+	if tune != nil {
+		tune(&opts)
+	}
+	r, err := bus.NewRouter(opts)
 	if err != nil {
 		return nil, fmt.Errorf("%s router: %w", name, err)
 	}

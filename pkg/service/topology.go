@@ -15,6 +15,11 @@ func Topology(cfg *config.Config, logger *slog.Logger) bus.Topology {
 		if w := workers(cfg, consumers[i].Durable); w > 0 {
 			consumers[i].Workers = w
 		}
+		// The publisher acks a record only after its batch is committed, so each worker holds
+		// up to a whole batch un-acked: MaxAckPending must cover workers × batch size.
+		if consumers[i].Durable == "publisher" && cfg.Publisher.BatchSize > 1 {
+			consumers[i].Workers = max(consumers[i].Workers, 1) * cfg.Publisher.BatchSize
+		}
 	}
 	return bus.Topology{
 		Replicas:        cfg.NATS.Replicas,

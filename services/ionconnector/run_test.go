@@ -71,8 +71,10 @@ func TestAllInOneDeadLettersBadRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The valid request's sync fails later (its account has no credentials) with a sync-failed
+	// dead letter of its own; only the two undecodable ones matter here.
 	got := map[string]events.DeadLetter{}
-	for len(got) < 2 {
+	for got[garbage.UUID].Reason == "" || got[um.UUID].Reason == "" {
 		m, err := dlq.Next(jetstream.FetchMaxWait(20 * time.Second))
 		if err != nil {
 			t.Fatalf("waiting for dead letters (have %d): %v", len(got), err)
@@ -85,7 +87,9 @@ func TestAllInOneDeadLettersBadRequests(t *testing.T) {
 		if m.Subject() != "dlq.v1.fetcher.10001" {
 			t.Errorf("dead letter on %s, want dlq.v1.fetcher.10001", m.Subject())
 		}
-		got[dl.OriginalID] = dl
+		if dl.Reason == "undecodable" {
+			got[dl.OriginalID] = dl
+		}
 	}
 	if dl := got[garbage.UUID]; dl.Reason != "undecodable" || string(dl.Payload) != "{not json" {
 		t.Errorf("garbage dead letter = reason %q payload %q", dl.Reason, dl.Payload)
@@ -94,7 +98,7 @@ func TestAllInOneDeadLettersBadRequests(t *testing.T) {
 		t.Errorf("unknown-account dead letter = reason %q error %q", dl.Reason, dl.Error)
 	}
 	if _, ok := got[gm.UUID]; ok {
-		t.Error("the valid request was dead-lettered")
+		t.Error("the valid request was dead-lettered as undecodable")
 	}
 	// The valid request is acked: the fetcher's durable has nothing pending.
 	cons, err := h.Deps.JS.Consumer(ctx, events.StreamSync, "fetcher")
@@ -107,11 +111,11 @@ func TestAllInOneDeadLettersBadRequests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.NumAckPending == 0 && info.NumPending == 0 && info.AckFloor.Stream == 3 {
+		if info.NumAckPending == 0 && info.NumPending == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("fetcher consumer: pending %d, ack pending %d, ack floor %d", info.NumPending, info.NumAckPending, info.AckFloor.Stream)
+			t.Fatalf("fetcher consumer: pending %d, ack pending %d", info.NumPending, info.NumAckPending)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

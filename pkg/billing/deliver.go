@@ -1,0 +1,381 @@
+package billing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ionusage/connector/pkg/events"
+)
+
+// Item is one usage record event handed to the Deliverer, with where it sits in the USAGE
+// stream (pending deliveries name their members by stream sequence, so a crash can rebuild them).
+type Item struct {
+	Record    events.UsageRecord
+	StreamSeq uint64
+}
+
+// RecordLoader reads the record event at a USAGE stream sequence.
+type RecordLoader func(ctx context.Context, streamSeq uint64) (events.UsageRecord, error)
+
+// Hooks are test seams at the crash points of a delivery. A hook returning an error aborts
+// the delivery at that point, leaving the ledger exactly as a crash there would.
+type Hooks struct {
+	// AfterSinkAccepted runs after a sink accepted the delivery and before the ledger marks
+	// that sink done.
+	AfterSinkAccepted func(sink string, deliveryID uuid.UUID) error
+	// AfterSinks runs after every sink accepted the delivery and before the ledger commit.
+	AfterSinks func(deliveryID uuid.UUID) error
+}
+
+// ChargeClassFunc decides ChargeClass for an accepted revision. The default returns nil:
+// Correction rows for closed periods (DESIGN.md "Periods and money") are a later issue, which
+// plugs in here with the account's closing day and the held revision it corrects.
+type ChargeClassFunc func(rec events.UsageRecord, held *Held) (*string, error)
+
+// DelivererOptions configures NewDeliverer.
+type DelivererOptions struct {
+	Ledger      *Ledger
+	Sinks       []Sink
+	Load        RecordLoader
+	Receipt     func(ctx context.Context, d events.Delivery) error // publishes billing.v1.delivery
+	ChargeClass ChargeClassFunc
+	Hooks       Hooks
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Deliverer runs the ledger protocol: pending → every sink → per-sink done → commit → receipt.
+type Deliverer struct {
+	o     DelivererOptions
+	locks sync.Map // partition key → *sync.Mutex: one delivery per partition per process
+}
+
+// NewDeliverer checks the options.
+func NewDeliverer(o DelivererOptions) (*Deliverer, error) {
+	var errs []error
+	if o.Ledger == nil {
+		errs = append(errs, errors.New("Ledger is required"))
+	}
+	if len(o.Sinks) == 0 {
+		errs = append(errs, errors.New("at least one sink is required"))
+	}
+	if o.Load == nil {
+		errs = append(errs, errors.New("Load is required (pending deliveries are rebuilt from the stream)"))
+	}
+	if o.Receipt == nil {
+		errs = append(errs, errors.New("Receipt is required"))
+	}
+	seen := map[string]bool{}
+	for _, s := range o.Sinks {
+		if seen[s.Name()] {
+			errs = append(errs, fmt.Errorf("sink name %q used twice", s.Name()))
+		}
+		seen[s.Name()] = true
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("billing: deliverer options: %w", err)
+	}
+	if o.ChargeClass == nil {
+		o.ChargeClass = func(events.UsageRecord, *Held) (*string, error) { return nil, nil }
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Deliverer{o: o}, nil
+}
+
+// Outcome is what Deliver did with a batch.
+type Outcome struct {
+	Delivered  []events.DeliveredRecord // members of the delivery made now (nil when nothing was new)
+	DeliveryID uuid.UUID                // uuid.Nil when nothing was delivered
+	Skipped    int                      // identical or older revisions: acked, nothing delivered
+	Recovered  uuid.UUID                // a pending delivery from an earlier attempt, finished first
+	// Rejected is set when a sink refused the delivery for good: the members are recorded as
+	// dead-lettered in the ledger and the caller dead-letters their messages.
+	Rejected *RejectedError
+	// RejectedItems are the records of the rejected delivery (for the dead letters).
+	RejectedItems []Item
+}
+
+const maxConflicts = 20
+
+// Deliver delivers the new revisions among items, all of one account, period and customer.
+// A nil error means every item is settled (delivered, skipped or dead-lettered) and its
+// message may be acked; any error leaves the ledger consistent for a retry.
+func (d *Deliverer) Deliver(ctx context.Context, account, period, customer string, items []Item) (Outcome, error) {
+	mu, _ := d.locks.LoadOrStore(Key(account, period, customer), new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+
+	var out Outcome
+	for range maxConflicts {
+		p, rev, err := d.o.Ledger.Load(ctx, account, period, customer)
+		if err != nil {
+			return out, err
+		}
+		if p.Receipt != nil {
+			if err := d.publishReceipt(ctx, p, rev); err != nil {
+				if errors.Is(err, ErrConflict) {
+					continue
+				}
+				return out, err
+			}
+			continue
+		}
+		if p.Pending != nil {
+			// An earlier attempt (ours, crashed, or another replica's) stopped after writing
+			// pending: finish that exact delivery before deciding anything new.
+			id := p.Pending.ID
+			res, err := d.finish(ctx, p, rev, items)
+			if errors.Is(err, ErrConflict) {
+				continue
+			}
+			if err != nil {
+				return out, err
+			}
+			out.Recovered = id
+			if res.Rejected != nil {
+				out.Rejected, out.RejectedItems = res.Rejected, res.RejectedItems
+			}
+			continue
+		}
+		members, skipped, err := d.choose(p, items)
+		if err != nil {
+			return out, err
+		}
+		if len(members) == 0 {
+			out.Skipped = skipped
+			return out, nil
+		}
+		p.Pending = &Pending{ID: deliveryID(members), Members: members, Done: map[string]events.SinkResult{}, Created: d.o.Now().UTC()}
+		rev, err = d.o.Ledger.Save(ctx, p, rev)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		res, err := d.finish(ctx, p, rev, items)
+		if errors.Is(err, ErrConflict) {
+			continue // reload: whoever won has finished or will finish this delivery
+		}
+		if err != nil {
+			return out, err
+		}
+		res.Skipped = skipped
+		res.Recovered = out.Recovered
+		if out.Rejected != nil && res.Rejected == nil {
+			res.Rejected, res.RejectedItems = out.Rejected, out.RejectedItems
+		}
+		return res, nil
+	}
+	return out, fmt.Errorf("billing: ledger partition %s: too many concurrent writers", Key(account, period, customer))
+}
+
+func deliveryID(ms []Member) uuid.UUID {
+	dr := make([]events.DeliveredRecord, len(ms))
+	for i, m := range ms {
+		dr[i] = events.DeliveredRecord{RecordID: m.RecordID, Revision: m.Revision}
+	}
+	return events.DeliveryID(dr)
+}
+
+// choose picks the revisions to deliver: per record id the newest as-of among items, and
+// only if it is newer than what the ledger holds; an identical revision is skipped.
+func (d *Deliverer) choose(p *Partition, items []Item) ([]Member, int, error) {
+	best := map[uuid.UUID]Item{}
+	for _, it := range items {
+		r := it.Record
+		if b, ok := best[r.RecordID]; !ok || r.FetchedAt.After(b.Record.FetchedAt) ||
+			(r.FetchedAt.Equal(b.Record.FetchedAt) && r.Revision > b.Record.Revision) {
+			best[r.RecordID] = it
+		}
+	}
+	skipped := len(items) - len(best)
+	var ms []Member
+	for _, it := range best {
+		r := it.Record
+		id := r.RecordID.String()
+		held, ok := p.Records[id]
+		if ok && (held.Revision == r.Revision || !r.FetchedAt.After(held.AsOf)) {
+			skipped++
+			continue
+		}
+		if dead, ok := p.Dead[id]; ok && (dead.Revision == r.Revision || !r.FetchedAt.After(dead.AsOf)) {
+			skipped++
+			continue
+		}
+		m := Member{RecordID: r.RecordID, Revision: r.Revision, Seq: 1, AsOf: r.FetchedAt.UTC(),
+			Currency: r.BillingCurrency, Billed: r.BilledCost, StreamSeq: it.StreamSeq}
+		var hp *Held
+		if ok {
+			hp = &held
+			m.Seq = held.Seq + 1
+			rep := held.Revision
+			m.Replaces = &rep // supersede: the sink upserts by x_RecordId
+		}
+		cc, err := d.o.ChargeClass(r, hp)
+		if err != nil {
+			return nil, 0, err
+		}
+		m.ChargeClass = cc
+		ms = append(ms, m)
+	}
+	slices.SortFunc(ms, func(a, b Member) int { return compareStrings(a.RecordID.String(), b.RecordID.String()) })
+	return ms, skipped, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// payload rebuilds the delivery body from the pending members. Records come from items when
+// present, else from the USAGE stream; the publisher-owned fields come from the members, so
+// the body is byte-identical however often it is rebuilt.
+func (d *Deliverer) payload(ctx context.Context, p *Partition, items []Item) (Payload, []Item, error) {
+	have := map[string]Item{}
+	for _, it := range items {
+		have[it.Record.RecordID.String()+"/"+it.Record.Revision] = it
+	}
+	recs := make([]events.UsageRecord, 0, len(p.Pending.Members))
+	its := make([]Item, 0, len(p.Pending.Members))
+	for _, m := range p.Pending.Members {
+		it, ok := have[m.RecordID.String()+"/"+m.Revision]
+		if !ok {
+			r, err := d.o.Load(ctx, m.StreamSeq)
+			if err != nil {
+				return Payload{}, nil, fmt.Errorf("billing: rebuild pending delivery %s: %w", p.Pending.ID, err)
+			}
+			if r.RecordID != m.RecordID || r.Revision != m.Revision {
+				return Payload{}, nil, fmt.Errorf("billing: rebuild pending delivery %s: stream seq %d holds %s/%s, want %s/%s",
+					p.Pending.ID, m.StreamSeq, r.RecordID, r.Revision, m.RecordID, m.Revision)
+			}
+			it = Item{Record: r, StreamSeq: m.StreamSeq}
+		}
+		r := it.Record
+		r.RevisionSeq, r.Replaces, r.ChargeClass = m.Seq, m.Replaces, m.ChargeClass
+		recs = append(recs, r)
+		its = append(its, Item{Record: r, StreamSeq: m.StreamSeq})
+	}
+	pl := NewPayload(p.Account, p.Customer, p.Period, recs)
+	if pl.DeliveryID != p.Pending.ID {
+		return Payload{}, nil, fmt.Errorf("billing: pending delivery %s rebuilt as %s", p.Pending.ID, pl.DeliveryID)
+	}
+	return pl, its, nil
+}
+
+// finish hands the pending delivery of p to every sink not yet done, then commits.
+func (d *Deliverer) finish(ctx context.Context, p *Partition, rev uint64, items []Item) (Outcome, error) {
+	pl, its, err := d.payload(ctx, p, items)
+	if err != nil {
+		return Outcome{}, err
+	}
+	body, err := pl.Body()
+	if err != nil {
+		return Outcome{}, err
+	}
+	for _, s := range d.o.Sinks {
+		if _, done := p.Pending.Done[s.Name()]; done {
+			continue
+		}
+		res, err := s.Deliver(ctx, pl, body)
+		var rej *RejectedError
+		if errors.As(err, &rej) {
+			return d.reject(ctx, p, rev, rej, its)
+		}
+		if err != nil {
+			return Outcome{}, err
+		}
+		if h := d.o.Hooks.AfterSinkAccepted; h != nil {
+			if err := h(s.Name(), pl.DeliveryID); err != nil {
+				return Outcome{}, err
+			}
+		}
+		p.Pending.Done[s.Name()] = res
+		if rev, err = d.o.Ledger.Save(ctx, p, rev); err != nil {
+			return Outcome{}, err
+		}
+	}
+	if h := d.o.Hooks.AfterSinks; h != nil {
+		if err := h(pl.DeliveryID); err != nil {
+			return Outcome{}, err
+		}
+	}
+	// Commit: the members become the held revisions, the receipt is queued in the same write.
+	now := d.o.Now().UTC()
+	rc := events.Delivery{
+		DeliveryID: pl.DeliveryID, Account: p.Account, Customer: p.Customer, Period: p.Period,
+		Records: pl.Members(), RecordCount: len(pl.Records), Totals: pl.Totals,
+		DeliveredAt: now, Status: events.DeliveryDelivered,
+	}
+	for _, s := range d.o.Sinks {
+		rc.Sinks = append(rc.Sinks, p.Pending.Done[s.Name()])
+	}
+	for _, m := range p.Pending.Members {
+		id := m.RecordID.String()
+		sinks := map[string]uuid.UUID{}
+		if old, ok := p.Records[id]; ok {
+			maps.Copy(sinks, old.Sinks)
+		}
+		for name := range p.Pending.Done {
+			sinks[name] = pl.DeliveryID
+		}
+		p.Records[id] = Held{Revision: m.Revision, Seq: m.Seq, AsOf: m.AsOf, Currency: m.Currency, Billed: m.Billed, StreamSeq: m.StreamSeq, Sinks: sinks}
+		delete(p.Dead, id)
+	}
+	p.Pending, p.Receipt = nil, &rc
+	if rev, err = d.o.Ledger.Save(ctx, p, rev); err != nil {
+		return Outcome{}, err
+	}
+	d.o.Logger.Info("delivery committed", "delivery", pl.DeliveryID, "account", p.Account, "customer", p.Customer,
+		"period", p.Period, "records", len(pl.Records))
+	if err := d.publishReceipt(ctx, p, rev); err != nil && !errors.Is(err, ErrConflict) {
+		// Committed: the receipt stays queued in the ledger and is published on the next load.
+		d.o.Logger.Warn("receipt not published yet", "delivery", pl.DeliveryID, "err", err)
+	}
+	return Outcome{Delivered: rc.Records, DeliveryID: pl.DeliveryID}, nil
+}
+
+// reject records the members as dead-lettered and drops the pending delivery: no retry can
+// make the sink accept this body.
+func (d *Deliverer) reject(ctx context.Context, p *Partition, rev uint64, rej *RejectedError, its []Item) (Outcome, error) {
+	if p.Dead == nil {
+		p.Dead = map[string]Dead{}
+	}
+	for _, m := range p.Pending.Members {
+		p.Dead[m.RecordID.String()] = Dead{Revision: m.Revision, AsOf: m.AsOf, Currency: m.Currency, Billed: m.Billed, Reason: "sink-rejected"}
+	}
+	id := p.Pending.ID
+	p.Pending = nil
+	if _, err := d.o.Ledger.Save(ctx, p, rev); err != nil {
+		return Outcome{}, err
+	}
+	d.o.Logger.Warn("delivery rejected by sink; dead-lettered", "delivery", id, "sink", rej.Sink, "status", rej.Status)
+	return Outcome{Rejected: rej, RejectedItems: its}, nil
+}
+
+func (d *Deliverer) publishReceipt(ctx context.Context, p *Partition, rev uint64) error {
+	if err := d.o.Receipt(ctx, *p.Receipt); err != nil {
+		return fmt.Errorf("billing: publish receipt %s: %w", p.Receipt.DeliveryID, err)
+	}
+	p.Receipt = nil
+	_, err := d.o.Ledger.Save(ctx, p, rev)
+	return err
+}

@@ -1,0 +1,426 @@
+package billing
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shopspring/decimal"
+
+	"github.com/ionusage/connector/pkg/bus"
+	"github.com/ionusage/connector/pkg/events"
+)
+
+// DefaultPublisherDurable is the publisher's durable on USAGE, whose backlog Complete checks.
+const DefaultPublisherDurable = "publisher"
+
+// ReconcileOptions configures Complete and Reconcile.
+type ReconcileOptions struct {
+	JS     jetstream.JetStream
+	Logger *slog.Logger
+	// PublisherDurable is the durable whose backlog must be empty before a sync is complete;
+	// default DefaultPublisherDurable (a host with private durables names its own).
+	PublisherDurable string
+	Now              func() time.Time // default time.Now
+}
+
+func (o *ReconcileOptions) defaults() error {
+	if o.JS == nil {
+		return errors.New("billing: reconcile: JS is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.PublisherDurable == "" {
+		o.PublisherDurable = DefaultPublisherDurable
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// Complete reports whether everything a completed sync started has settled, so that Reconcile
+// sees final numbers: every manifest page has a transformer summary, the publisher's durable has
+// no pending or unacknowledged records, and no ledger partition of the period has a pending
+// delivery. When it is not complete, missing says what is still outstanding. A failed sync is
+// complete at once: it is never reconciled, so there is nothing to wait for.
+func Complete(ctx context.Context, o ReconcileOptions, c events.SyncCompleted) (bool, string, error) {
+	if err := o.defaults(); err != nil {
+		return false, "", err
+	}
+	if c.Status != events.SyncSucceeded {
+		return true, "", nil
+	}
+	sums, err := TransformerSummaries(ctx, o.JS, c.Account, c.Period)
+	if err != nil {
+		return false, "", err
+	}
+	var missing []string
+	if n := missingPages(c.Manifest.Pages, sums); n > 0 {
+		missing = append(missing, fmt.Sprintf("%d of %d pages have no transformer summary", n, len(c.Manifest.Pages)))
+	}
+	cons, err := o.JS.Consumer(ctx, events.StreamUsage, o.PublisherDurable)
+	if err != nil {
+		return false, "", fmt.Errorf("billing: publisher durable %s: %w", o.PublisherDurable, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false, "", fmt.Errorf("billing: publisher durable %s: %w", o.PublisherDurable, err)
+	}
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		missing = append(missing, fmt.Sprintf("publisher has %d records waiting and %d in flight", info.NumPending, info.NumAckPending))
+	}
+	ledger, err := OpenLedger(ctx, o.JS)
+	if err != nil {
+		return false, "", err
+	}
+	parts, err := ledger.Partitions(ctx, c.Account, c.Period)
+	if err != nil {
+		return false, "", err
+	}
+	var pending []string
+	for _, p := range parts {
+		if p.Pending != nil {
+			pending = append(pending, p.Customer)
+		}
+	}
+	if len(pending) > 0 {
+		missing = append(missing, "pending delivery for customers "+strings.Join(pending, ", "))
+	}
+	return len(missing) == 0, strings.Join(missing, "; "), nil
+}
+
+func missingPages(pages []uuid.UUID, sums map[uuid.UUID]events.PageSummary) int {
+	n := 0
+	for _, id := range pages {
+		if _, ok := sums[id]; !ok {
+			n++
+		}
+	}
+	return n
+}
+
+// TransformerSummaries reads the transformer's page summaries of an account and period from
+// the USAGE stream (usage.v1.summary.<account>), the latest per page id.
+func TransformerSummaries(ctx context.Context, js jetstream.JetStream, account, period string) (map[uuid.UUID]events.PageSummary, error) {
+	out := map[uuid.UUID]events.PageSummary{}
+	cons, err := ReadConsumer(ctx, js, events.StreamUsage, events.PageSummarySubject(account))
+	if err != nil {
+		return nil, fmt.Errorf("billing: read summaries of %s: %w", account, err)
+	}
+	defer cons.Delete()
+	if cons.Info.NumPending == 0 {
+		return out, nil
+	}
+	for {
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			return nil, fmt.Errorf("billing: read summaries of %s: %w", account, err)
+		}
+		n, last := 0, false
+		for m := range batch.Messages() {
+			n++
+			if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
+				last = true
+			}
+			if m.Headers().Get(events.HeaderType) != events.TypePageSummary {
+				continue
+			}
+			var s events.PageSummary
+			if err := json.Unmarshal(m.Data(), &s); err != nil {
+				continue // the transformer only publishes valid summaries; never trust a stray body
+			}
+			if s.Stage != events.StageTransformer || s.Period != period {
+				continue
+			}
+			out[s.PageID] = s // stream order: a later summary of the same page wins
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("billing: read summaries of %s: %w", account, err)
+		}
+		if last {
+			return out, nil
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("billing: read summaries of %s: stream stopped before its end", account)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Reader is a short-lived consumer that reads a stream's messages of one filter from the
+// start. Unlike an ordered consumer it is deleted as soon as the caller is done (Delete), so
+// frequent reads (the reconciler polls) leave no consumers behind; the server drops it after
+// a minute of inactivity if the caller dies first.
+type Reader struct {
+	jetstream.Consumer
+	Info *jetstream.ConsumerInfo // at creation: NumPending is how many messages match
+	del  func()
+}
+
+// Delete removes the consumer from the server.
+func (r *Reader) Delete() { r.del() }
+
+// ReadConsumer creates a Reader of stream's messages on filter.
+func ReadConsumer(ctx context.Context, js jetstream.JetStream, stream, filter string) (*Reader, error) {
+	c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		FilterSubjects:    []string{filter},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: time.Minute,
+		MemoryStorage:     true,
+		Replicas:          1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	info := c.CachedInfo()
+	return &Reader{Consumer: c, Info: info, del: func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = js.DeleteConsumer(dctx, stream, info.Name)
+	}}, nil
+}
+
+type rowKey struct{ customer, currency string }
+
+type rowSums struct {
+	control, delivered, held, dead decimal.Decimal
+	hasControl                     bool
+}
+
+// maxReasonRows bounds how many mismatching rows the reason names.
+const maxReasonRows = 5
+
+// Reconcile compares a completed sync's control totals with what the pipeline did with its
+// data, per customer and currency (DESIGN.md "Reconciliation"):
+//
+//   - control: the sync's ControlTotals (Ion's own sums);
+//   - delivered: the current delivered revisions in the ledger partitions of the period;
+//   - held and dead-lettered: the transformer summaries of the manifest's pages (held rows,
+//     dead-lettered lines), attributed by the summary's customer; plus revisions a sink
+//     rejected (the ledger's Dead entries), which replace a stale delivered revision of the
+//     same record in the comparison.
+//
+// A row matches when control equals delivered + held + dead-lettered exactly. Reconciled means
+// the sync succeeded and every row matches; a failed sync is never reconciled. Call Complete
+// first: before it is true the numbers are not final.
+func Reconcile(ctx context.Context, o ReconcileOptions, c events.SyncCompleted) (events.Reconciliation, error) {
+	if err := o.defaults(); err != nil {
+		return events.Reconciliation{}, err
+	}
+	r := events.Reconciliation{
+		SyncID: c.SyncID, RequestID: c.RequestID, Account: c.Account, Period: c.Period, Mode: c.Mode,
+		SyncStatus: c.Status, Totals: map[string]decimal.Decimal{}, ComputedAt: o.Now().UTC(),
+	}
+	rows := map[rowKey]*rowSums{}
+	row := func(customer, currency string) *rowSums {
+		k := rowKey{customer, currency}
+		if rows[k] == nil {
+			rows[k] = &rowSums{}
+		}
+		return rows[k]
+	}
+	customers := map[string]bool{}
+	for _, id := range c.Manifest.Customers {
+		customers[id] = true
+	}
+	for _, ct := range c.ControlTotals {
+		customers[ct.Customer] = true
+		s := row(ct.Customer, ct.Currency)
+		s.control = s.control.Add(ct.BilledCost)
+		s.hasControl = true
+	}
+
+	ledger, err := OpenLedger(ctx, o.JS)
+	if err != nil {
+		return r, err
+	}
+	parts, err := ledger.Partitions(ctx, c.Account, c.Period)
+	if err != nil {
+		return r, err
+	}
+	for _, p := range parts {
+		inSync := customers[p.Customer]
+		for id, h := range p.Records {
+			if d, ok := p.Dead[id]; ok && d.AsOf.After(h.AsOf) {
+				continue // the current revision was rejected by a sink: counted as dead-lettered
+			}
+			r.Records++
+			r.Totals[h.Currency] = r.Totals[h.Currency].Add(h.Billed)
+			if inSync {
+				s := row(p.Customer, h.Currency)
+				s.delivered = s.delivered.Add(h.Billed)
+			}
+		}
+		for _, d := range p.Dead {
+			r.DeadLetters++
+			if inSync {
+				s := row(p.Customer, d.Currency)
+				s.dead = s.dead.Add(d.Billed)
+			}
+		}
+	}
+
+	if c.Status == events.SyncSucceeded {
+		sums, err := TransformerSummaries(ctx, o.JS, c.Account, c.Period)
+		if err != nil {
+			return r, err
+		}
+		for _, id := range c.Manifest.Pages {
+			s, ok := sums[id]
+			if !ok {
+				continue // Complete guards this; a missing page shows up as a difference
+			}
+			r.HeldLines += s.Held.Count
+			r.DeadLetters += s.Bad.Count
+			for cur, v := range s.Held.BilledCost {
+				row(s.Customer, cur).held = row(s.Customer, cur).held.Add(v)
+			}
+			for cur, v := range s.Bad.BilledCost {
+				row(s.Customer, cur).dead = row(s.Customer, cur).dead.Add(v)
+			}
+		}
+	}
+
+	keys := make([]rowKey, 0, len(rows))
+	for k := range rows {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b rowKey) int {
+		return cmp.Or(cmp.Compare(a.customer, b.customer), cmp.Compare(a.currency, b.currency))
+	})
+	var differ []string
+	for _, k := range keys {
+		s := rows[k]
+		sum := s.delivered.Add(s.held).Add(s.dead)
+		row := events.ReconciliationRow{
+			Customer: k.customer, Currency: k.currency, Control: s.control, Delivered: s.delivered,
+			Held: s.held, DeadLettered: s.dead, Difference: s.control.Sub(sum), Match: s.control.Equal(sum),
+		}
+		r.Rows = append(r.Rows, row)
+		if !row.Match {
+			name := k.customer
+			if name == "" {
+				name = "(pages spanning customers)"
+			}
+			differ = append(differ, fmt.Sprintf("%s %s (difference %s)", name, k.currency, row.Difference.String()))
+		}
+	}
+
+	switch {
+	case c.Status != events.SyncSucceeded:
+		r.Reason = "sync " + c.Status
+		if c.Reason != "" {
+			r.Reason += ": " + c.Reason
+		}
+	case len(differ) > 0:
+		r.Reason = fmt.Sprintf("%d of %d rows differ: %s", len(differ), len(r.Rows), strings.Join(differ[:min(len(differ), maxReasonRows)], ", "))
+		if len(differ) > maxReasonRows {
+			r.Reason += fmt.Sprintf(", and %d more", len(differ)-maxReasonRows)
+		}
+	default:
+		r.Reconciled = true
+	}
+	o.Logger.Info("sync reconciled", "account", c.Account, "period", c.Period, "sync", c.SyncID,
+		"reconciled", r.Reconciled, "rows", len(r.Rows), "reason", r.Reason)
+	return r, nil
+}
+
+// ErrNoReconciliation means no reconciliation is stored for the account and period yet.
+var ErrNoReconciliation = errors.New("billing: no reconciliation stored")
+
+// ReconciliationKey is the key of the latest reconciliation of an account and period in the
+// "periods" KV bucket: "recon.<account>.<period>".
+func ReconciliationKey(account, period string) string {
+	return "recon." + keyToken(account) + "." + period
+}
+
+// StoreReconciliation keeps r as the latest reconciliation of its account and period
+// (compact JSON in the "periods" bucket), for the CLI and the demo.
+func StoreReconciliation(ctx context.Context, js jetstream.JetStream, r events.Reconciliation) error {
+	kv, err := js.KeyValue(ctx, bus.BucketPeriods)
+	if err != nil {
+		return fmt.Errorf("billing: open %s bucket: %w", bus.BucketPeriods, err)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("billing: encode reconciliation: %w", err)
+	}
+	if _, err := kv.Put(ctx, ReconciliationKey(r.Account, r.Period), b); err != nil {
+		return fmt.Errorf("billing: store reconciliation: %w", err)
+	}
+	return nil
+}
+
+// LoadReconciliation returns the latest stored reconciliation of an account and period, or an
+// error wrapping ErrNoReconciliation.
+func LoadReconciliation(ctx context.Context, js jetstream.JetStream, account, period string) (events.Reconciliation, error) {
+	var r events.Reconciliation
+	kv, err := js.KeyValue(ctx, bus.BucketPeriods)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return r, fmt.Errorf("%w for %s %s (no %s bucket)", ErrNoReconciliation, account, period, bus.BucketPeriods)
+	}
+	if err != nil {
+		return r, fmt.Errorf("billing: open %s bucket: %w", bus.BucketPeriods, err)
+	}
+	e, err := kv.Get(ctx, ReconciliationKey(account, period))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return r, fmt.Errorf("%w for account %s period %s", ErrNoReconciliation, account, period)
+	}
+	if err != nil {
+		return r, fmt.Errorf("billing: read reconciliation: %w", err)
+	}
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return r, fmt.Errorf("billing: stored reconciliation %s: %w", e.Key(), err)
+	}
+	return r, nil
+}
+
+// Snapshot returns the current delivered revision of every record of an account and period,
+// read back from the USAGE stream by the sequence the ledger keeps, sorted by customer then
+// record id: what finance imports. x_RevisionSeq is the ledger's.
+func Snapshot(ctx context.Context, js jetstream.JetStream, account, period string) ([]events.UsageRecord, error) {
+	ledger, err := OpenLedger(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	parts, err := ledger.Partitions(ctx, account, period)
+	if err != nil {
+		return nil, err
+	}
+	load := StreamLoader(js)
+	var out []events.UsageRecord
+	for _, p := range parts { // sorted by customer
+		ids := make([]string, 0, len(p.Records))
+		for id := range p.Records {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			h := p.Records[id]
+			rec, err := load(ctx, h.StreamSeq)
+			if err != nil {
+				return nil, fmt.Errorf("billing: snapshot record %s: %w", id, err)
+			}
+			if rec.RecordID.String() != id || rec.Revision != h.Revision {
+				return nil, fmt.Errorf("billing: snapshot record %s: stream seq %d holds %s/%.12s, want revision %.12s",
+					id, h.StreamSeq, rec.RecordID, rec.Revision, h.Revision)
+			}
+			rec.RevisionSeq = h.Seq
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}

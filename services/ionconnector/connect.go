@@ -1,0 +1,136 @@
+package ionconnector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ionusage/connector/pkg/bus"
+	"github.com/ionusage/connector/pkg/config"
+	"github.com/ionusage/connector/pkg/events"
+	"github.com/ionusage/connector/pkg/service"
+)
+
+// cmdConn is an operator command's connection to a deployment's store.
+type cmdConn struct {
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Embedded *bus.Embedded // the data dir opened in process; nil with NATS_URL
+	closers  []func()
+}
+
+// Close drains the connection, then stops an embedded server (releasing the data dir).
+func (c *cmdConn) Close() {
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		c.closers[i]()
+	}
+}
+
+// errStoreInUse means the data dir belongs to a running ionconnector; the command must go
+// through that process's listener instead. Commands exit with service.ExitUsage for it.
+var errStoreInUse = errors.New("data dir in use")
+
+// connectForCommand opens a running deployment's store for an operator command (reconcile,
+// snapshot, ...), without provisioning or changing anything:
+//
+//   - NATS_URL (config nats.url) set: connect to that server or cluster;
+//   - otherwise the embedded store in cfg.Embedded.DataDir, started in this process with no
+//     listener, when no ionconnector holds it. If one does (its lock is taken), the error
+//     wraps errStoreInUse and tells the user to connect to that process's loopback listener.
+func connectForCommand(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*cmdConn, error) {
+	c := &cmdConn{}
+	if cfg.NATS.URL != "" {
+		nc, err := bus.Connect(ctx, bus.ConnOptions{
+			URL: cfg.NATS.URL, CredsFile: cfg.NATS.CredsFile,
+			TLSCAFile: cfg.NATS.TLS.CAFile, TLSCertFile: cfg.NATS.TLS.CertFile, TLSKeyFile: cfg.NATS.TLS.KeyFile,
+			Name: "ionconnector-cli", Logger: logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.NC = nc
+	} else {
+		dir := cfg.Embedded.DataDir
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("no ionconnector data dir at %s (use --data-dir, or NATS_URL for a running deployment)", dir)
+		}
+		emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{DataDir: dir, Listen: bus.ListenOff, ServerName: "ionconnector-cli", Logger: logger})
+		if errors.Is(err, bus.ErrDataDirLocked) {
+			url := "nats://" + bus.DefaultListen
+			if l := cfg.Embedded.Listen; l != "" && l != bus.ListenOff {
+				url = "nats://" + l
+			}
+			return nil, fmt.Errorf("%w: %v\nan ionconnector is running on %s; run this command against its loopback listener instead:\n  NATS_URL=%s ionconnector %s",
+				errStoreInUse, err, dir, url, "<command> [flags]")
+		}
+		if err != nil {
+			return nil, err
+		}
+		c.Embedded = emb
+		c.closers = append(c.closers, func() { _ = emb.Shutdown(context.Background()) })
+		nc, err := emb.Connect(ctx, "ionconnector-cli")
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.NC = nc
+	}
+	c.closers = append(c.closers, func() { _ = c.NC.Drain() })
+	js, err := jetstream.New(c.NC)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := bus.WaitForJetStream(ctx, js); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.JS = js
+	return c, nil
+}
+
+// commandConnect loads the config (flags win over the file), connects with connectForCommand
+// and reports problems on stderr; code is the exit code to return when c is nil.
+func commandConnect(ctx context.Context, io IO, name, cfgPath, dataDir string) (c *cmdConn, code int) {
+	cfg, err := loadConfig(cfgPath, io, dataDir, "")
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "%s: %v\n", name, err)
+		return nil, service.ExitUsage
+	}
+	logger := slog.New(slog.NewTextHandler(io.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c, err = connectForCommand(ctx, cfg, logger)
+	if err != nil {
+		msg := err.Error()
+		if errors.Is(err, errStoreInUse) {
+			msg = strings.Replace(msg, "<command> [flags]", name+" [flags]", 1)
+			fmt.Fprintf(io.Stderr, "%s: %s\n", name, msg)
+			return nil, service.ExitUsage
+		}
+		fmt.Fprintf(io.Stderr, "%s: %s\n", name, msg)
+		return nil, service.ExitFailed
+	}
+	return c, 0
+}
+
+// accountPeriodFlags validates the --account and --period every period command takes.
+func accountPeriodFlags(io IO, name, account, period string) bool {
+	if account == "" || period == "" {
+		fmt.Fprintf(io.Stderr, "%s: --account and --period are required\n", name)
+		return false
+	}
+	if err := events.CheckToken(account); err != nil {
+		fmt.Fprintf(io.Stderr, "%s: --account: %v\n", name, err)
+		return false
+	}
+	if _, _, err := events.ParsePeriod(period); err != nil {
+		fmt.Fprintf(io.Stderr, "%s: --period: %v\n", name, err)
+		return false
+	}
+	return true
+}
