@@ -153,6 +153,7 @@ const (
 	DefaultReplicas        = 1
 	DefaultDataDir         = "./ionconnector-data"
 	DefaultEmbeddedListen  = "127.0.0.1:4222"
+	ListenOff              = "off"                // embedded.listen value for no TCP listener (bus.ListenOff)
 	DefaultMaxAge          = 90 * 24 * time.Hour  // other streams can be rebuilt from ION_RAW
 	DefaultRawMaxAge       = 9600 * time.Hour     // a little over 13 months
 	MinRawMaxAge           = 397 * 24 * time.Hour // the longest 13 months (the audit requirement); equals bus.MinRawMaxAge

@@ -456,3 +456,17 @@ func TestConfigNoNoiseBelowABadValue(t *testing.T) {
 		t.Fatalf("password echoed:\n%s", all)
 	}
 }
+
+// TestEmbeddedListenOff: "off" is a valid embedded.listen (no TCP listener), anything else must
+// be host:port.
+func TestEmbeddedListenOff(t *testing.T) {
+	c := Default()
+	c.Embedded.Listen = ListenOff
+	if err := c.Validate(); err != nil {
+		t.Fatalf("listen off: %v", err)
+	}
+	c.Embedded.Listen = "of"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "embedded.listen") {
+		t.Fatalf("listen %q: %v, want an embedded.listen error", c.Embedded.Listen, err)
+	}
+}

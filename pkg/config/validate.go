@@ -63,7 +63,9 @@ func (c *Config) Validate() error {
 		v.add("nats.tls", "cert_file and key_file go together: set both or neither")
 	}
 	v.required("embedded.data_dir", c.Embedded.DataDir)
-	v.hostPort("embedded.listen", c.Embedded.Listen)
+	if c.Embedded.Listen != ListenOff { // "off": no TCP listener, in-process connections only
+		v.hostPort("embedded.listen", c.Embedded.Listen)
+	}
 
 	s := c.Streams
 	v.positive("streams.max_age", s.MaxAge)

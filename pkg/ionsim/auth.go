@@ -110,6 +110,9 @@ func (s *Sim) handleToken(w http.ResponseWriter, r *http.Request) {
 	if lose {
 		s.stats.LostTokens++
 	}
+	if err := s.tokens.save(s.opts.TokenStateFile); err != nil {
+		s.log.Error("ionsim: save token state", "err", err)
+	}
 	s.mu.Unlock()
 	if lose {
 		// Rotated, but the client never hears of it.

@@ -111,6 +111,9 @@ type Options struct {
 	Variant Variant
 	Faults  Faults
 	Logger  *slog.Logger
+	// TokenStateFile, when set, keeps refresh-token state across restarts of the sandbox, as
+	// Ion keeps it (tokenstate.go).
+	TokenStateFile string
 }
 
 var periodRe = regexp.MustCompile(`^\d{4}-(0[1-9]|1[0-2])$`)
@@ -250,6 +253,14 @@ func New(opts Options) (*Sim, error) {
 		s.accounts[a] = newDataset(uint64(opts.Seed), a, i, opts)
 		s.tokens.issueInitial(a, opts.Now(), opts.Faults.RefreshTokenTTL)
 	}
+	if opts.TokenStateFile != "" {
+		if err := s.tokens.load(opts.TokenStateFile); err != nil {
+			return nil, err
+		}
+		if err := s.tokens.save(opts.TokenStateFile); err != nil {
+			return nil, fmt.Errorf("ionsim: token state: %w", err)
+		}
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -344,7 +355,8 @@ func (s *Sim) IssueRefreshToken(account string) (string, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.tokens.newRefresh(account, s.opts.Now(), s.opts.Faults.RefreshTokenTTL), nil
+	t := s.tokens.newRefresh(account, s.opts.Now(), s.opts.Faults.RefreshTokenTTL)
+	return t, s.tokens.save(s.opts.TokenStateFile)
 }
 
 // Describe prints what `ionconnector ionsim` shows: base URL, account, credentials, a curl.
