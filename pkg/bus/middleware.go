@@ -59,16 +59,21 @@ func hopeless(err error) bool {
 //  3. Recoverer: a panic becomes an error. It sits outside Retry on purpose: a panic is a bug,
 //     retrying it in process only repeats it; it is redelivered (with NAK delay) and
 //     dead-lettered after MaxDeliver deliveries like any failure.
-//  4. Retry: a few quick in-process retries for transient errors, skipped for hopeless ones.
-//     Its whole budget (RouterOptions.Budget) must stay inside the consumer's AckWait, or the
-//     server redelivers the message while we still retry it.
-//  5. Timeout: bounds each attempt; handlers must honour msg.Context().
+//  4. Retry: a few quick in-process retries for transient errors, skipped for hopeless ones
+//     and for context.Canceled (the subscriber's context ended: shutdown). Its whole budget
+//     (RouterOptions.Budget) must stay inside the consumer's AckWait, or the server redelivers
+//     the message while we still retry it.
+//  5. attemptTimeout: bounds each attempt by HandlerTimeout with a fresh deadline derived from
+//     the context Retry was called with, and restores that context when the attempt ends;
+//     handlers must honour msg.Context(). It must sit inside Retry and must not be watermill's
+//     middleware.Timeout, which leaves the message holding the ended attempt's cancelled
+//     context, so every retry after the first would fail at once.
 //
 // Metrics (when a Registry is given) come after these, innermost, so they time each attempt.
 func (b *routerBuild) middlewareStack() []message.HandlerMiddleware {
 	o := b.opts
 	retry := middleware.Retry{
-		MaxRetries:          o.Retry.MaxRetries,
+		MaxRetries:          o.Retry.retries(),
 		InitialInterval:     o.Retry.InitialInterval,
 		MaxInterval:         o.Retry.MaxInterval,
 		Multiplier:          2,
@@ -76,14 +81,37 @@ func (b *routerBuild) middlewareStack() []message.HandlerMiddleware {
 		ShouldRetry: func(p middleware.RetryParams) bool {
 			return !hopeless(p.Err) && !errors.Is(p.Err, context.Canceled)
 		},
-		Logger: b.wlog,
+		// attemptTimeout already restores the context after each attempt; this also makes
+		// every attempt start from Retry's own context should a middleware that replaces it
+		// ever sit between the two.
+		ResetContextOnRetry: true,
+		Logger:              b.wlog,
 	}
 	return []message.HandlerMiddleware{
 		b.deadLetter,
 		correlation,
 		middleware.Recoverer,
 		retry.Middleware,
-		middleware.Timeout(o.HandlerTimeout),
+		attemptTimeout(o.HandlerTimeout),
+	}
+}
+
+// attemptTimeout bounds one attempt by d: the handler sees a context derived from the message's
+// current one (the subscriber's, under Retry) that is cancelled after d or when the attempt
+// returns. The message gets its original context back when the attempt returns, so the next
+// attempt starts from a live context with a deadline of its own.
+func attemptTimeout(d time.Duration) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			orig := msg.Context()
+			ctx, cancel := context.WithTimeout(orig, d)
+			msg.SetContext(ctx)
+			defer func() {
+				cancel()
+				msg.SetContext(orig)
+			}()
+			return h(msg)
+		}
 	}
 }
 
@@ -106,7 +134,7 @@ func correlation(h message.HandlerFunc) message.HandlerFunc {
 // deadLetter is the outermost middleware; see middlewareStack.
 func (b *routerBuild) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		// Keep the subscriber's context: inner middleware replace it (Timeout).
+		// The subscriber's context (attemptTimeout gives it back after each attempt).
 		ctx := msg.Context()
 		out, err := h(msg)
 		if err == nil {

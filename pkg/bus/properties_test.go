@@ -534,3 +534,111 @@ func TestInProgressKeepsLongHandlerAlive(t *testing.T) {
 		t.Errorf("InProgress on a plain message = %v, want ErrNotJetStream", err)
 	}
 }
+
+// TestRetryAttemptGetsFreshContext: a handler that honours its context, fails its first attempt
+// and succeeds on the second is processed by the in-process retry of the first delivery: two
+// calls, both on delivery 1, each with a live context and a deadline of its own; no NAK, no
+// redelivery, no dead letter.
+func TestRetryAttemptGetsFreshContext(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	cfg := r.fast()
+	type attempt struct {
+		delivered string
+		ctxErr    error
+		deadline  time.Time
+	}
+	var (
+		mu       sync.Mutex
+		attempts []attempt
+	)
+	processed := make(chan struct{}, 1)
+	start(t, cfg, func(msg *message.Message) error {
+		ctx := msg.Context()
+		d, _ := ctx.Deadline()
+		mu.Lock()
+		attempts = append(attempts, attempt{msg.Metadata.Get(bus.MetaNumDelivered), ctx.Err(), d})
+		n := len(attempts)
+		mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err // honours its context, as handlers must
+		}
+		if n == 1 {
+			return errors.New("transient")
+		}
+		processed <- struct{}{}
+		return nil
+	})
+	publish(t, r, rawPage(t, 13))
+
+	select {
+	case <-processed:
+	case <-time.After(10 * time.Second):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("never processed; attempts %+v", attempts)
+	}
+	bustest.Eventually(t, 5*time.Second, func() error { return settled(consumerInfo(t, r)) })
+	time.Sleep(300 * time.Millisecond) // a NAK would bring a redelivery within a few NAK delays
+	mu.Lock()
+	defer mu.Unlock()
+	if len(attempts) != 2 {
+		t.Fatalf("handler calls = %d, want 2: %+v", len(attempts), attempts)
+	}
+	for i, a := range attempts {
+		if a.delivered != "1" || a.ctxErr != nil || a.deadline.IsZero() {
+			t.Errorf("attempt %d: delivery %q, ctx err %v, deadline %v; want delivery 1, a live context with a deadline", i+1, a.delivered, a.ctxErr, a.deadline)
+		}
+	}
+	if !attempts[1].deadline.After(attempts[0].deadline) {
+		t.Errorf("retry deadline %v not after the first attempt's %v: not a fresh per-attempt timeout", attempts[1].deadline, attempts[0].deadline)
+	}
+	if info := consumerInfo(t, r); info.Delivered.Consumer != 1 {
+		t.Errorf("consumer delivered %d times, want 1 (no NAK)", info.Delivered.Consumer)
+	}
+	if dl := deadLetters(t, r); len(dl) != 0 {
+		t.Errorf("%d dead letters, want none", len(dl))
+	}
+}
+
+// TestNoRetriesWithAckWait: MaxRetries -1 means no in-process retries everywhere: options whose
+// Budget fits AckWait only without retries validate, and a failing handler runs exactly once
+// per delivery until it is dead-lettered on delivery MaxDeliver.
+func TestNoRetriesWithAckWait(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	cfg := r.fast()
+	cfg.router.Retry.MaxRetries = -1
+	cfg.router.HandlerTimeout = bus.DefaultAckWait * 2 / 3 // 3 attempts would not fit in AckWait
+	cfg.router.AckWait = bus.DefaultAckWait
+	cfg.router.MaxDeliver = 3
+	if err := cfg.router.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if got, want := cfg.router.Budget(), cfg.router.HandlerTimeout; got != want {
+		t.Errorf("Budget = %s, want %s (one attempt)", got, want)
+	}
+	var (
+		mu         sync.Mutex
+		deliveries []string
+	)
+	start(t, cfg, func(msg *message.Message) error {
+		mu.Lock()
+		deliveries = append(deliveries, msg.Metadata.Get(bus.MetaNumDelivered))
+		mu.Unlock()
+		return errors.New("always fails")
+	})
+	publish(t, r, rawPage(t, 14))
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if len(deadLetters(t, r)) == 0 {
+			return errors.New("no dead letter yet")
+		}
+		return settled(consumerInfo(t, r))
+	})
+	time.Sleep(300 * time.Millisecond) // a further call would show by now
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(deliveries) != "[1 2 3]" {
+		t.Errorf("handler called on deliveries %v, want [1 2 3] (one call per delivery)", deliveries)
+	}
+}

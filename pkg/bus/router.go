@@ -62,6 +62,12 @@ type RouterOptions struct {
 	AckWait time.Duration
 }
 
+// retries is the number of in-process retries after the first attempt, once defaults are
+// applied: MaxRetries, or 0 for -1.
+func (r RetryOptions) retries() int { return max(r.MaxRetries, 0) }
+
+// setDefaults fills the zero fields. It is idempotent: Validate and Budget each apply it to
+// their own copy, and NewRouter applies it again to the validated options.
 func (o *RouterOptions) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -69,11 +75,10 @@ func (o *RouterOptions) setDefaults() {
 	if o.HandlerTimeout == 0 {
 		o.HandlerTimeout = DefaultHandlerTimeout
 	}
-	switch o.Retry.MaxRetries {
-	case 0:
+	// -1 (no retries) is kept as is, so that applying the defaults twice (Validate, then
+	// Budget) cannot turn it into the default; retries() reads it as 0.
+	if o.Retry.MaxRetries == 0 {
 		o.Retry.MaxRetries = DefaultMaxRetries
-	case -1:
-		o.Retry.MaxRetries = 0
 	}
 	if o.Retry.InitialInterval == 0 {
 		o.Retry.InitialInterval = DefaultRetryInitial
@@ -102,7 +107,7 @@ func (o RouterOptions) Validate() error {
 	if o.HandlerTimeout < 0 || o.Retry.InitialInterval < 0 || o.Retry.MaxInterval < o.Retry.InitialInterval {
 		errs = append(errs, errors.New("durations must be positive and MaxInterval ≥ InitialInterval"))
 	}
-	if o.Retry.MaxRetries < 0 {
+	if o.Retry.MaxRetries < -1 {
 		errs = append(errs, errors.New("Retry.MaxRetries must be ≥ -1"))
 	}
 	if o.MaxDeliver < 1 {
@@ -119,16 +124,19 @@ func (o RouterOptions) Validate() error {
 
 // Budget is the longest one delivery can take inside the router:
 //
-//	(MaxRetries+1) × HandlerTimeout + Σ_{i<MaxRetries} min(InitialInterval×2^i, MaxInterval)
+//	(R+1) × HandlerTimeout + Σ_{i<R} min(InitialInterval×2^i, MaxInterval)
 //
-// (Retry has no jitter, so this is exact as an upper bound). It must stay below the consumer's
+// where R is the number of retries (MaxRetries after defaults; 0 for -1). Each attempt gets its
+// own HandlerTimeout (see attemptTimeout) and Retry has no jitter, so this is exact as an upper
+// bound for handlers that honour msg.Context(). It must stay below the consumer's
 // AckWait, else the server redelivers the message to another worker while we still retry it.
 // Long handlers that call InProgress restart AckWait and are outside this arithmetic.
 func (o RouterOptions) Budget() time.Duration {
 	o.setDefaults()
-	total := time.Duration(o.Retry.MaxRetries+1) * o.HandlerTimeout
+	retries := o.Retry.retries()
+	total := time.Duration(retries+1) * o.HandlerTimeout
 	iv := o.Retry.InitialInterval
-	for range o.Retry.MaxRetries {
+	for range retries {
 		total += min(iv, o.Retry.MaxInterval)
 		iv *= 2
 	}

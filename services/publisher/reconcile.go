@@ -87,10 +87,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		o.HandlerTimeout = reconcileHandlerTimeout
 		o.Retry.MaxRetries = -1
 		o.MaxDeliver = reconcileMaxDeliver
-		// RouterOptions.Validate applies defaults twice when it checks Budget, so MaxRetries -1
-		// would be checked as the default 2 retries (3×25s). Without retries one delivery takes
-		// at most reconcileHandlerTimeout (25s), inside the durable's AckWait of 30s.
-		o.AckWait = 0
+		// o.AckWait stays the durable's (bus.DefaultAckWait): Validate proves that one delivery,
+		// without retries, takes at most reconcileHandlerTimeout (25s) inside it.
 	})
 	if err != nil {
 		return err
