@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ionusage/connector/pkg/billingsim"
 	"github.com/ionusage/connector/pkg/ionsim"
 )
 
@@ -92,5 +94,52 @@ func TestIntegrationSyncOnceAgainstSandbox(t *testing.T) {
 	}
 	if st := sim.Stats(); st.RefreshReuse != 0 {
 		t.Fatalf("a refresh token was spent twice: %+v", st)
+	}
+}
+
+// TestIntegrationDemoResumesAfterInterrupt stops the demo mid-run (as SIGTERM does: its context
+// is cancelled), then runs it again on the same data dir: it finishes reconciled and the billing
+// receiver holds every record exactly once, at its newest revision.
+func TestIntegrationDemoResumesAfterInterrupt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end demo")
+	}
+	dir := t.TempDir()
+	args := []string{"demo", "--data-dir", dir, "--customers", "20", "--listen", "off"}
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- Main(ctx, args, IO{Stdout: &out, Stderr: &errOut, Env: noEnv}) }()
+	for !strings.Contains(errOut.String(), "pages transformed") {
+		select {
+		case code := <-done:
+			t.Fatalf("demo ended (exit %d) before it could be interrupted:\n%s", code, errOut.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	if code := <-done; code != 1 || !strings.Contains(errOut.String(), "interrupted") {
+		t.Fatalf("interrupted run: exit %d, stderr:\n%s", code, errOut.String())
+	}
+
+	var out2, errOut2 syncBuffer
+	code := Main(context.Background(), args, IO{Stdout: &out2, Stderr: &errOut2, Env: noEnv})
+	s := lastSummary(t, out2.String(), errOut2.String())
+	if code != 0 || !s.Reconciled {
+		t.Fatalf("resumed run: exit %d, %+v\n%s", code, s, errOut2.String())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "demo", "billing-state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		State billingsim.State `json:"state"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.State.Records) != s.Records || st.State.DuplicateRecords != 0 || st.State.Stale != 0 {
+		t.Fatalf("receiver holds %d records (want %d), %d duplicates, %d stale",
+			len(st.State.Records), s.Records, st.State.DuplicateRecords, st.State.Stale)
 	}
 }
