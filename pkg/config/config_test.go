@@ -422,31 +422,6 @@ func TestSecretRedaction(t *testing.T) {
 	}
 }
 
-func TestCheckCron(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		expr string
-		ok   bool
-	}{
-		{"0 3 * * *", true},
-		{"*/15 0-6,22 1 JAN-MAR mon", true},
-		{"@daily", true},
-		{"0 3 * *", false},
-		{"60 * * * *", false},
-		{"0 24 * * *", false},
-		{"0 0 0 * *", false},
-		{"0 0 * 13 *", false},
-		{"0 0 * * 8", false},
-		{"*/0 * * * *", false},
-		{"5-1 * * * *", false},
-		{"@sometimes", false},
-	} {
-		if err := checkCron(tc.expr); (err == nil) != tc.ok {
-			t.Errorf("checkCron(%q) = %v, want ok=%v", tc.expr, err, tc.ok)
-		}
-	}
-}
-
 func TestConfigNoNoiseBelowABadValue(t *testing.T) {
 	t.Parallel()
 	p := writeConfig(t, "accounts:\n  - just-a-string\nnats:\n  url: \"nats://u:pa/ss@h\"\n")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ionusage/connector/pkg/cron"
 	"github.com/ionusage/connector/pkg/events"
 )
 
@@ -127,7 +128,7 @@ func (c *Config) Validate() error {
 			v.add(p+"currency", "%q is not an ISO 4217 code (three upper-case letters)", a.Currency)
 		}
 		for j, sch := range a.Schedules {
-			if err := checkCron(sch); err != nil {
+			if _, err := cron.Parse(sch); err != nil {
 				v.add(fmt.Sprintf("%sschedules[%d]", p, j), "%q: %v", sch, err)
 			}
 		}
@@ -255,73 +256,6 @@ func isCurrency(s string) bool {
 		}
 	}
 	return true
-}
-
-// checkCron accepts what every common cron library does: five fields (minute, hour, day of
-// month, month, day of week) of *, n, n-m, lists and /steps, names for months and days, or
-// one of the @ shorthands. Times are UTC.
-func checkCron(expr string) error {
-	expr = strings.TrimSpace(expr)
-	switch expr {
-	case "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly":
-		return nil
-	}
-	fields := strings.Fields(expr)
-	if len(fields) != 5 {
-		return fmt.Errorf("has %d fields, want 5 (minute hour day-of-month month day-of-week) or an @ shorthand", len(fields))
-	}
-	specs := []struct {
-		name     string
-		min, max int
-		names    []string
-	}{
-		{"minute", 0, 59, nil},
-		{"hour", 0, 23, nil},
-		{"day of month", 1, 31, nil},
-		{"month", 1, 12, []string{"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"}},
-		{"day of week", 0, 7, []string{"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"}},
-	}
-	for i, f := range fields {
-		sp := specs[i]
-		num := func(s string) (int, error) {
-			for j, n := range sp.names {
-				if strings.EqualFold(s, n) {
-					return j + sp.min, nil
-				}
-			}
-			n, err := strconv.Atoi(s)
-			if err != nil || n < sp.min || n > sp.max {
-				return 0, fmt.Errorf("%s %q is not from %d to %d", sp.name, s, sp.min, sp.max)
-			}
-			return n, nil
-		}
-		for part := range strings.SplitSeq(f, ",") {
-			base, step, hasStep := strings.Cut(part, "/")
-			if hasStep {
-				if n, err := strconv.Atoi(step); err != nil || n < 1 {
-					return fmt.Errorf("%s step %q is not a positive integer", sp.name, step)
-				}
-			}
-			if base == "*" {
-				continue
-			}
-			lo, hi, isRange := strings.Cut(base, "-")
-			a, err := num(lo)
-			if err != nil {
-				return err
-			}
-			if isRange {
-				b, err := num(hi)
-				if err != nil {
-					return err
-				}
-				if b < a {
-					return fmt.Errorf("%s range %q runs backwards", sp.name, base)
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // userinfo matches the credentials part of URLs inside any text. It does not need the URL to

@@ -2,7 +2,11 @@ module github.com/ionusage/connector/services/scheduler
 
 go 1.26.8
 
-require github.com/ionusage/connector/pkg v0.0.0
+require (
+	github.com/google/uuid v1.6.0
+	github.com/ionusage/connector/pkg v0.0.0
+	github.com/nats-io/nats.go v1.55.0
+)
 
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1 // indirect
@@ -12,14 +16,12 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-chi/chi/v5 v5.2.2 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
-	github.com/google/uuid v1.6.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
-	github.com/nats-io/nats.go v1.55.0 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
