@@ -19,7 +19,10 @@ type SyncCompleted struct {
 	Status    string    `json:"status"`           // SyncSucceeded or SyncFailed; a sync missing any data fails
 	Reason    string    `json:"reason,omitempty"` // why it failed; required when failed
 	DryRun    bool      `json:"dry_run"`
-	Manifest  Manifest  `json:"manifest"`
+	// Filtered: the request named customers (SyncRequest.Customers), so this is not a complete
+	// re-read of the account and period and never produces reversals.
+	Filtered bool     `json:"filtered,omitempty"`
+	Manifest Manifest `json:"manifest"`
 	// ControlTotals are Ion's sums grouped by customer and invoice currency (a separate report
 	// request, so Ion does the adding); empty when the sync failed before reading them.
 	ControlTotals []ControlTotal `json:"control_totals"`

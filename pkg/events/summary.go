@@ -25,7 +25,26 @@ type PageSummary struct {
 	Good Tally `json:"good"`
 	Held Tally `json:"held"`
 	Bad  Tally `json:"bad"`
+	// RecordIDs (transformer only) are the sorted x_RecordId of the good records the page produced,
+	// one per record, so len(RecordIDs) == Good.Count. The union over a complete sync's pages is
+	// what a complete re-read contains: a held record outside it gets a reversal. Absent (or short
+	// of Good.Count) means "not listed" — from an older transformer, or a page over
+	// MaxSummaryRecordIDs — and the sync then produces no reversals.
+	//
+	// Size bound: a page is one customer (split further by entitlement and day while Ion truncates
+	// it), and records ≤ its rows. One id costs 39 bytes of JSON ("<36>",), so
+	// MaxSummaryRecordIDs = 20,000 ids is ~780 KB, under the 1 MiB message limit with the rest of
+	// the summary; a customer-month already stops at ~3,000 records (117 KB of ids) because its
+	// ledger partition must stay under 1 MiB (docs/decisions.md 8).
+	RecordIDs []uuid.UUID `json:"record_ids,omitempty"`
 }
+
+// MaxSummaryRecordIDs bounds PageSummary.RecordIDs; a page with more good records leaves the
+// list out (so its sync makes no reversals) rather than exceed the message size limit.
+const MaxSummaryRecordIDs = 20000
+
+// Lists reports whether the summary lists every good record's id (RecordIDs is complete).
+func (s PageSummary) Lists() bool { return len(s.RecordIDs) == s.Good.Count }
 
 // Tally counts rows and sums their BilledCost per currency at full precision.
 type Tally struct {

@@ -50,8 +50,10 @@ type ReconcilerOptions struct {
 }
 
 // Reconciler consumes ion.sync.v1.completed.> and, once everything the sync started has
-// settled (billing.Complete), publishes billing.v1.reconciliation.<account> and keeps the
-// latest result in the "periods" bucket under recon.<account>.<period>.
+// settled (billing.Complete), publishes reversals of records a complete re-read no longer
+// contains (reversal.go; then waits for them to be delivered), publishes
+// billing.v1.reconciliation.<account> and keeps the latest result in the "periods" bucket under
+// recon.<account>.<period>.
 type Reconciler struct {
 	o    ReconcilerOptions
 	log  *slog.Logger
@@ -121,6 +123,18 @@ func (r *Reconciler) Handle(msg *message.Message) error {
 	if err := r.waitComplete(ctx, msg, c); err != nil {
 		return err
 	}
+	if reversible(c) {
+		n, err := r.reverse(ctx, c)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			// Reconcile counts reversed records at zero: let the publisher deliver them first.
+			if err := r.waitComplete(ctx, msg, c); err != nil {
+				return err
+			}
+		}
+	}
 	rec, err := billing.Reconcile(ctx, r.opts(), c)
 	if err != nil {
 		return err
@@ -143,8 +157,9 @@ func (r *Reconciler) waitComplete(ctx context.Context, msg *message.Message, c e
 		deadline = d.Add(-reconcileMargin) // leave time to reconcile and publish before the handler timeout
 	}
 	lastTouch := time.Now()
+	completion := billing.NewCompletion(r.opts(), c)
 	for {
-		ok, missing, err := billing.Complete(ctx, r.opts(), c)
+		ok, missing, err := completion.Check(ctx)
 		if err != nil {
 			return err
 		}

@@ -1,16 +1,19 @@
 package transformer
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
 
 	"github.com/ionusage/connector/pkg/events"
@@ -114,6 +117,7 @@ func transformPage(in pageInput) (pageOutput, error) {
 		out.Records = append(out.Records, r)
 		out.Summary.Good.Add(r.BillingCurrency, r.BilledCost)
 	}
+	out.Summary.RecordIDs = recordIDs(out.Records)
 	numbers := make([]int, 0, len(badErrs))
 	for n := range badErrs {
 		numbers = append(numbers, n)
@@ -141,6 +145,20 @@ func transformPage(in pageInput) (pageOutput, error) {
 		return pageOutput{}, err
 	}
 	return out, nil
+}
+
+// recordIDs is the summary's sorted list of the page's good record ids, or nil above
+// events.MaxSummaryRecordIDs (the sync then makes no reversals rather than exceed the message limit).
+func recordIDs(recs []usage.Record) []uuid.UUID {
+	if len(recs) == 0 || len(recs) > events.MaxSummaryRecordIDs {
+		return nil
+	}
+	ids := make([]uuid.UUID, len(recs))
+	for i, r := range recs {
+		ids[i] = r.RecordID
+	}
+	slices.SortFunc(ids, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+	return ids
 }
 
 // badRecordCustomer dead-letters the lines behind a record whose customer id is unusable.

@@ -1,0 +1,148 @@
+package publisher
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/shopspring/decimal"
+
+	"github.com/ionusage/connector/pkg/billing"
+	"github.com/ionusage/connector/pkg/events"
+)
+
+// reversible reports whether a completed sync is a complete re-read that may produce reversals
+// (DESIGN.md "Delivery semantics"): it succeeded, delivers, and covered every customer.
+func reversible(c events.SyncCompleted) bool {
+	return c.Status == events.SyncSucceeded && !c.DryRun && !c.Filtered
+}
+
+// reverse publishes a reversal revision (zero amounts, FlagReversal) of every record the ledger
+// holds for a customer of c's manifest that none of the manifest's pages produced, and returns
+// how many it published. Call it only once c is Complete, and for a reversible sync.
+//
+// It is idempotent: a reversal is a pure function of the held revision and c (event id from
+// record id + revision, as-of = c.FinishedAt), so a redelivered completion republishes the
+// same events (deduplicated, or skipped by the ledger as identical), and once the reversal is
+// the held revision it is not reversed again. A record whose held revision is as new as the
+// sync's end or newer came from a later sync and is left alone.
+func (r *Reconciler) reverse(ctx context.Context, c events.SyncCompleted) (int, error) {
+	sums, err := billing.TransformerSummaries(ctx, r.o.Deps.JS, c.Account, c.Period)
+	if err != nil {
+		return 0, err
+	}
+	present := map[string]bool{}
+	for _, id := range c.Manifest.Pages {
+		s, ok := sums[id]
+		if !ok {
+			return 0, fmt.Errorf("reversals of sync %s: page %s has no transformer summary", c.SyncID, id)
+		}
+		if !s.Lists() {
+			// An older transformer, or a page above events.MaxSummaryRecordIDs: what the re-read
+			// contains is unknown, so nothing may be reversed.
+			r.log.Warn("sync makes no reversals: a page summary does not list its record ids",
+				"account", c.Account, "period", c.Period, "sync", c.SyncID, "page", id, "good", s.Good.Count, "listed", len(s.RecordIDs))
+			return 0, nil
+		}
+		for _, rid := range s.RecordIDs {
+			present[rid.String()] = true
+		}
+	}
+	ledger, err := billing.OpenLedger(ctx, r.o.Deps.JS)
+	if err != nil {
+		return 0, err
+	}
+	load := billing.StreamLoader(r.o.Deps.JS)
+	n := 0
+	for _, cust := range c.Manifest.Customers {
+		p, _, err := ledger.Load(ctx, c.Account, c.Period, cust)
+		if err != nil {
+			return n, err
+		}
+		ids := make([]string, 0, len(p.Records))
+		for id := range p.Records {
+			if !present[id] {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		var msgs []*message.Message
+		subject := ""
+		for _, id := range ids {
+			h := p.Records[id]
+			if !h.AsOf.Before(c.FinishedAt) {
+				continue // delivered by a later read than this sync
+			}
+			cur, err := load(ctx, h.StreamSeq)
+			if err != nil {
+				return n, fmt.Errorf("reversal of record %s: %w", id, err)
+			}
+			if cur.RecordID.String() != id || cur.Revision != h.Revision {
+				return n, fmt.Errorf("reversal of record %s: stream seq %d holds %s/%.12s, want revision %.12s",
+					id, h.StreamSeq, cur.RecordID, cur.Revision, h.Revision)
+			}
+			rev, ok := reversalOf(cur, h, c)
+			if !ok {
+				continue
+			}
+			m, err := events.NewMessage(rev.EventMeta(source), rev)
+			if err != nil {
+				return n, err
+			}
+			msgs = append(msgs, m)
+			subject = rev.NATSSubject()
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		if err := r.pub.PublishCtx(ctx, subject, msgs...); err != nil {
+			return n, fmt.Errorf("publish reversals of %s %s %s: %w", c.Account, c.Period, cust, err)
+		}
+		n += len(msgs)
+		r.log.Info("reversals published: records no longer in a complete re-read",
+			"account", c.Account, "period", c.Period, "customer", cust, "sync", c.SyncID, "records", len(msgs))
+	}
+	return n, nil
+}
+
+// reversalOf is the reversal revision of cur (the held revision h): every money amount and
+// quantity zero, FlagReversal added, as of the sync's end. ok is false when there is nothing to
+// reverse: cur is already a reversal or has no non-zero amount.
+func reversalOf(cur events.UsageRecord, h billing.Held, c events.SyncCompleted) (events.UsageRecord, bool) {
+	if slices.Contains(cur.Flags, events.FlagReversal) {
+		return cur, false
+	}
+	nonZero := false
+	zero := func(d *decimal.Decimal) {
+		if d != nil {
+			nonZero = nonZero || !d.IsZero()
+			*d = decimal.Zero
+		}
+	}
+	zeroPtr := func(d **decimal.Decimal) {
+		if *d != nil {
+			v := **d // never write through: the pointer may be shared
+			zero(&v)
+			*d = &v
+		}
+	}
+	r := cur
+	zero(&r.BilledCost)
+	zero(&r.EffectiveCost)
+	zero(&r.ListCost)
+	zero(&r.ContractedCost)
+	zeroPtr(&r.ConsumedQuantity)
+	zeroPtr(&r.PricingQuantity)
+	zeroPtr(&r.CustomerCost)
+	zeroPtr(&r.Margin)
+	if !nonZero && h.Billed.IsZero() {
+		return cur, false
+	}
+	r.Flags = append(slices.Clone(cur.Flags), events.FlagReversal)
+	r.FetchedAt = c.FinishedAt.UTC()
+	rep := h.Revision
+	r.Replaces, r.RevisionSeq, r.ChargeClass = &rep, h.Seq+1, nil // the deliverer sets these again
+	r.Revision = r.ContentHash()
+	return r, true
+}
