@@ -62,6 +62,9 @@ func (s *Service) syncRequested(msg *message.Message) error {
 	if err := events.Decode(msg, events.TypeSyncRequested, &req); err != nil {
 		return err
 	}
+	if held, err := s.parked(msg.Context(), msg, req.Account); err != nil || held {
+		return err
+	}
 	acct, ok := s.deps.Config.Account(req.Account)
 	if !ok {
 		return fmt.Errorf("%w: sync request %s names account %q, which is not configured", events.ErrUndecodable, req.RequestID, req.Account)
@@ -254,7 +257,7 @@ func (s *Service) complete(ctx context.Context, sync uuid.UUID) error {
 	}
 	req := p.Request
 	c := events.SyncCompleted{SyncID: sync, RequestID: req.RequestID, Account: req.Account, Period: req.Period, Mode: req.Mode,
-		DryRun: req.DryRun, StartedAt: p.StartedAt, FinishedAt: s.opts.Now().UTC(), Status: events.SyncSucceeded}
+		DryRun: req.DryRun, Filtered: len(req.Customers) > 0, StartedAt: p.StartedAt, FinishedAt: s.opts.Now().UTC(), Status: events.SyncSucceeded}
 	var reasons []string
 	if p.Error != "" {
 		reasons = append(reasons, p.Error)

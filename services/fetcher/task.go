@@ -61,6 +61,9 @@ func (s *Service) runTask(msg *message.Message) error {
 		return err
 	}
 	ctx := msg.Context()
+	if held, err := s.parked(ctx, msg, m.Account); err != nil || held {
+		return err
+	}
 	p, _, err := s.loadPlan(ctx, m.SyncID)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return bus.Permanent(fmt.Errorf("task %s of sync %s: no plan", m.Task, m.SyncID))
