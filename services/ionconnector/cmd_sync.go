@@ -19,7 +19,7 @@ import (
 )
 
 func init() {
-	register("sync", "sync one account-period: --once runs every service in this process until it is delivered and reconciled", syncCmd)
+	register("sync", "sync one account-period through a running deployment and follow it to reconciliation (--once: run every service in this process)", syncCmd)
 }
 
 func syncCmd(ctx context.Context, io IO, args []string) int {
@@ -38,12 +38,42 @@ func syncCmd(ctx context.Context, io IO, args []string) int {
 	listen := fs.String("listen", "off", "embedded NATS loopback listener, host:port or off")
 	tokenKeyFile := fs.String("token-key-file", "", "AES-256 key for the token store (default: created in --data-dir, or ION_TOKEN_KEY)")
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	dryRun := fs.Bool("dry-run", false, "fetch and transform without delivering (NOT AVAILABLE YET: the publisher does not honour dry runs, so the command refuses it)")
+	asJSON := fs.Bool("json", false, "without --once: print only the summary JSON line on stdout (default: the summary table)")
+	cfgPath := fs.String("config", io.Env("ION_CONNECTOR_CONFIG"), "without --once: YAML config of the deployment (env ION_CONNECTOR_CONFIG; NATS_URL, data dir, account auth)")
+	requestID := fs.String("request-id", "", "without --once: the request id (default a new one); give the id an interrupted sync printed to follow it again instead of starting another")
+	fs.Usage = func() {
+		fmt.Fprintln(io.Stderr, "usage: ionconnector sync --account A --period YYYY-MM [--json] [--request-id ID] [--config F] [--data-dir D]\n"+
+			"       ionconnector sync --once --account A --period YYYY-MM --out DIR [credential flags]\n\n"+
+			"Without --once: publishes a sync request to the running deployment (NATS_URL, or the loopback\n"+
+			"listener of a running `ionconnector run`) and follows it through fetch, transform, delivery and\n"+
+			"reconciliation with a progress bar. Exit 0 reconciled, 1 not reconciled or failed, 2 usage.\n"+
+			"--dry-run is refused for now: the transformer and publisher do not honour SyncRequest.DryRun\n"+
+			"yet, so a dry-run request would deliver; the per-customer invoice diff arrives with that support.\n\n"+
+			"With --once: runs every service in this process on its own embedded server, then exits.")
+		fmt.Fprintln(io.Stderr)
+		fs.PrintDefaults()
+	}
 	if code, done := parseFlags(fs, io, args); done {
 		return code
 	}
-	if !*once {
-		fmt.Fprintln(io.Stderr, "sync: only --once is available yet (publishing to a running deployment arrives with the operator CLI)")
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *dryRun {
+		fmt.Fprintln(io.Stderr, "sync: --dry-run is not available yet: the transformer and publisher do not honour SyncRequest.DryRun, so the request would deliver; refusing")
 		return service.ExitUsage
+	}
+	if !*once {
+		dir := ""
+		if set["data-dir"] {
+			dir = *dataDir
+		}
+		mode := ""
+		if set["auth"] {
+			mode = *auth
+		}
+		return syncRemote(ctx, io, remoteSyncOptions{Account: *account, Period: *period, Mode: mode, RequestID: *requestID,
+			JSON: *asJSON, ConfigPath: *cfgPath, DataDir: dir, Timeout: *timeout})
 	}
 	if io.Env("NATS_URL") != "" {
 		fmt.Fprintln(io.Stderr, "sync --once: runs on its own embedded server; unset NATS_URL (private durables on a shared cluster are not supported yet)")

@@ -44,15 +44,20 @@ type followOptions struct {
 	// RequestIDFile, when set, remembers the request until it is reconciled, so a run that was
 	// interrupted resumes the same sync instead of starting another.
 	RequestIDFile string
-	Progress      *progress
+	// RequestID, when set, is the request's id (a caller that remembers its requests elsewhere,
+	// such as backfill); it wins over RequestIDFile.
+	RequestID string
+	Customers []string // only these Ion customers; empty = all
+	DryRun    bool
+	Progress  *progress
 }
 
 // followSync publishes a sync request (or resumes the remembered one) and follows it through
 // fetch, transform, delivery and reconciliation.
 func followSync(ctx context.Context, deps service.Deps, o followOptions) (followResult, error) {
 	var res followResult
-	reqID := ""
-	if o.RequestIDFile != "" {
+	reqID := o.RequestID
+	if reqID == "" && o.RequestIDFile != "" {
 		if b, err := os.ReadFile(o.RequestIDFile); err == nil {
 			reqID = strings.TrimSpace(string(b))
 		}
@@ -66,7 +71,7 @@ func followSync(ctx context.Context, deps service.Deps, o followOptions) (follow
 		}
 	}
 	req := events.SyncRequest{RequestID: reqID, Account: o.Account, Period: o.Period, Mode: o.Mode,
-		Reason: o.Reason, RequestedBy: o.RequestedBy, RequestedAt: time.Now().UTC()}
+		Reason: o.Reason, RequestedBy: o.RequestedBy, RequestedAt: time.Now().UTC(), Customers: o.Customers, DryRun: o.DryRun}
 	syncID := req.SyncID()
 
 	billingStart, err := lastSeq(ctx, deps.JS, events.StreamBilling)
@@ -147,8 +152,8 @@ type watcher struct {
 	billingStart, usageStart uint64
 
 	billingSeq, usageSeq uint64 // read up to
-	syncSeq              uint64
-	records              int // usage records published since start
+	syncSeq, reconSeq    uint64
+	records              int // usage records published since start (by transformer page summaries)
 	summaries            map[string]bool
 	delivered            int
 	deliveries           int
@@ -170,24 +175,23 @@ func (w *watcher) poll(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := w.read(ctx, events.StreamUsage, "usage.v1.>", &w.usageSeq, func(m jetstream.Msg) {
-		switch m.Headers().Get(events.HeaderType) {
-		case events.TypeUsageRecord:
-			if events.AccountOf(m.Subject()) == w.account {
-				w.records++
+	// Only the page summaries: reading every record event would cost the process as much as the
+	// publisher's own read of them. Records are counted per transformed page.
+	if err := w.read(ctx, events.StreamUsage, events.PageSummarySubject(w.account), &w.usageSeq, func(m jetstream.Msg) {
+		var s events.PageSummary
+		if m.Headers().Get(events.HeaderType) == events.TypePageSummary && json.Unmarshal(m.Data(), &s) == nil &&
+			s.Account == w.account && s.Stage == events.StageTransformer {
+			if !w.summaries[s.PageID.String()] {
+				w.records += s.Good.Count
 			}
-		case events.TypePageSummary:
-			var s events.PageSummary
-			if json.Unmarshal(m.Data(), &s) == nil && s.Account == w.account && s.Stage == events.StageTransformer {
-				w.summaries[s.PageID.String()] = true
-			}
+			w.summaries[s.PageID.String()] = true
 		}
 	}); err != nil {
 		return err
 	}
-	// Reconciliations are few: read them all, so one published before an interruption is found.
-	var reconSeq uint64
-	if err := w.read(ctx, events.StreamBilling, events.ReconciliationSubject(w.account), &reconSeq, func(m jetstream.Msg) {
+	// Reconciliations are few: the first poll reads them all, so one published before an
+	// interruption is found; later polls go on from there (BILLING also holds every receipt).
+	if err := w.read(ctx, events.StreamBilling, events.ReconciliationSubject(w.account), &w.reconSeq, func(m jetstream.Msg) {
 		var r events.Reconciliation
 		if json.Unmarshal(m.Data(), &r) == nil && r.SyncID == w.syncID {
 			w.recon = &r
