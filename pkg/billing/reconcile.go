@@ -54,18 +54,40 @@ func (o *ReconcileOptions) defaults() error {
 // delivery. When it is not complete, missing says what is still outstanding. A failed sync is
 // complete at once: it is never reconciled, so there is nothing to wait for.
 func Complete(ctx context.Context, o ReconcileOptions, c events.SyncCompleted) (bool, string, error) {
+	return NewCompletion(o, c).Check(ctx)
+}
+
+// Completion is Complete for a caller that polls: each Check reads only the page summaries
+// published since the previous one, rather than rescanning the USAGE stream (which, at a million
+// records, means decompressing every block of it on each poll).
+type Completion struct {
+	o    ReconcileOptions
+	c    events.SyncCompleted
+	seq  uint64 // USAGE stream sequence read up to
+	sums map[uuid.UUID]events.PageSummary
+}
+
+// NewCompletion starts following the completion of c.
+func NewCompletion(o ReconcileOptions, c events.SyncCompleted) *Completion {
+	return &Completion{o: o, c: c, sums: map[uuid.UUID]events.PageSummary{}}
+}
+
+// Check is Complete, reading summaries incrementally.
+func (cp *Completion) Check(ctx context.Context) (bool, string, error) {
+	o, c := cp.o, cp.c
 	if err := o.defaults(); err != nil {
 		return false, "", err
 	}
 	if c.Status != events.SyncSucceeded {
 		return true, "", nil
 	}
-	sums, err := TransformerSummaries(ctx, o.JS, c.Account, c.Period)
+	seq, err := readTransformerSummaries(ctx, o.JS, c.Account, c.Period, cp.seq, cp.sums)
 	if err != nil {
 		return false, "", err
 	}
+	cp.seq = seq
 	var missing []string
-	if n := missingPages(c.Manifest.Pages, sums); n > 0 {
+	if n := missingPages(c.Manifest.Pages, cp.sums); n > 0 {
 		missing = append(missing, fmt.Sprintf("%d of %d pages have no transformer summary", n, len(c.Manifest.Pages)))
 	}
 	cons, err := o.JS.Consumer(ctx, events.StreamUsage, o.PublisherDurable)
@@ -77,7 +99,9 @@ func Complete(ctx context.Context, o ReconcileOptions, c events.SyncCompleted) (
 		return false, "", fmt.Errorf("billing: publisher durable %s: %w", o.PublisherDurable, err)
 	}
 	if info.NumPending > 0 || info.NumAckPending > 0 {
+		// Not complete whatever the ledger says: spare reading every partition of the period.
 		missing = append(missing, fmt.Sprintf("publisher has %d records waiting and %d in flight", info.NumPending, info.NumAckPending))
+		return false, strings.Join(missing, "; "), nil
 	}
 	ledger, err := OpenLedger(ctx, o.JS)
 	if err != nil {
@@ -113,24 +137,37 @@ func missingPages(pages []uuid.UUID, sums map[uuid.UUID]events.PageSummary) int 
 // the USAGE stream (usage.v1.summary.<account>), the latest per page id.
 func TransformerSummaries(ctx context.Context, js jetstream.JetStream, account, period string) (map[uuid.UUID]events.PageSummary, error) {
 	out := map[uuid.UUID]events.PageSummary{}
-	cons, err := ReadConsumer(ctx, js, events.StreamUsage, events.PageSummarySubject(account))
+	if _, err := readTransformerSummaries(ctx, js, account, period, 0, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readTransformerSummaries adds to out the summaries after stream sequence from and returns the
+// sequence read up to.
+func readTransformerSummaries(ctx context.Context, js jetstream.JetStream, account, period string, from uint64, out map[uuid.UUID]events.PageSummary) (uint64, error) {
+	cons, err := readConsumerFrom(ctx, js, events.StreamUsage, events.PageSummarySubject(account), from+1)
 	if err != nil {
-		return nil, fmt.Errorf("billing: read summaries of %s: %w", account, err)
+		return from, fmt.Errorf("billing: read summaries of %s: %w", account, err)
 	}
 	defer cons.Delete()
 	if cons.Info.NumPending == 0 {
-		return out, nil
+		return from, nil
 	}
+	seq := from
 	for {
 		batch, err := cons.FetchNoWait(1000)
 		if err != nil {
-			return nil, fmt.Errorf("billing: read summaries of %s: %w", account, err)
+			return from, fmt.Errorf("billing: read summaries of %s: %w", account, err)
 		}
 		n, last := 0, false
 		for m := range batch.Messages() {
 			n++
-			if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
-				last = true
+			if md, err := m.Metadata(); err == nil {
+				seq = md.Sequence.Stream
+				if md.NumPending == 0 {
+					last = true
+				}
 			}
 			if m.Headers().Get(events.HeaderType) != events.TypePageSummary {
 				continue
@@ -145,16 +182,16 @@ func TransformerSummaries(ctx context.Context, js jetstream.JetStream, account, 
 			out[s.PageID] = s // stream order: a later summary of the same page wins
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("billing: read summaries of %s: %w", account, err)
+			return from, fmt.Errorf("billing: read summaries of %s: %w", account, err)
 		}
 		if last {
-			return out, nil
+			return seq, nil
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("billing: read summaries of %s: stream stopped before its end", account)
+			return from, fmt.Errorf("billing: read summaries of %s: stream stopped before its end", account)
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return from, err
 		}
 	}
 }
@@ -174,9 +211,21 @@ func (r *Reader) Delete() { r.del() }
 
 // ReadConsumer creates a Reader of stream's messages on filter.
 func ReadConsumer(ctx context.Context, js jetstream.JetStream, stream, filter string) (*Reader, error) {
+	return readConsumerFrom(ctx, js, stream, filter, 0)
+}
+
+// readConsumerFrom is ReadConsumer from stream sequence start (0 or 1: the beginning).
+func readConsumerFrom(ctx context.Context, js jetstream.JetStream, stream, filter string, start uint64) (*Reader, error) {
+	policy := jetstream.DeliverAllPolicy
+	if start <= 1 {
+		start = 0
+	} else {
+		policy = jetstream.DeliverByStartSequencePolicy
+	}
 	c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		FilterSubjects:    []string{filter},
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		DeliverPolicy:     policy,
+		OptStartSeq:       start,
 		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: time.Minute,
 		MemoryStorage:     true,

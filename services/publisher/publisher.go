@@ -262,8 +262,17 @@ func (p *Publisher) deliver(ctx context.Context, its []item) {
 			}
 		}
 	}
-	for _, it := range its {
-		if err := it.msg.DoubleAck(ctx); err != nil {
+	// One round trip per batch, not per record: the acks go out in order on one connection, and
+	// the last one waits for the server's confirmation. A lost ack only means a redelivery,
+	// which the ledger skips.
+	for i, it := range its {
+		var err error
+		if i == len(its)-1 {
+			err = it.msg.DoubleAck(ctx)
+		} else {
+			err = it.msg.Ack()
+		}
+		if err != nil {
 			p.log.Warn("ack failed; the record will be redelivered and skipped by the ledger", "err", err)
 		}
 	}
