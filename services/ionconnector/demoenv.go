@@ -65,6 +65,9 @@ func startDemoEnv(ctx context.Context, o demoEnvOptions) (env *demoEnv, err erro
 	cfg.Embedded.DataDir = o.DataDir
 	cfg.Embedded.Listen = o.Listen
 	cfg.TokenKeyFile = keyFile
+	// The sandbox is local: the production default (2 requests/s, Ion publishes no limits) would
+	// only make the demo wait.
+	cfg.Ion.RequestsPerSecond, cfg.Ion.Burst = 20, 10
 	cfg.Accounts = []config.Account{{
 		ID: demoAccount, Name: "Generated partner", Auth: config.AuthV3, IonURL: env.sim.BaseURL(),
 		RefreshTokenFile: tokenFile, Currency: "EUR", ClosingDay: config.DefaultClosingDay,
