@@ -78,3 +78,11 @@ func parseFlags(fs *flag.FlagSet, io IO, args []string) (code int, done bool) {
 	}
 	return 0, false
 }
+
+// storeFlags are the --config and --data-dir flags of every command that reads a deployment:
+// through NATS_URL when set, else the embedded store of a stopped ionconnector.
+func storeFlags(fs *flag.FlagSet, io IO) (cfgPath, dataDir *string) {
+	cfgPath = fs.String("config", io.Env("ION_CONNECTOR_CONFIG"), "YAML config file (env ION_CONNECTOR_CONFIG)")
+	dataDir = fs.String("data-dir", "", "embedded store of a stopped ionconnector (default: config embedded.data_dir); with NATS_URL set, the running deployment is used instead")
+	return cfgPath, dataDir
+}

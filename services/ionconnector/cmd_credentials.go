@@ -99,8 +99,7 @@ func checkCredentialsCmd(ctx context.Context, io IO, args []string) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	account := fs.String("account", "", "Ion account id (required)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	cfgPath := fs.String("config", io.Env("ION_CONNECTOR_CONFIG"), "YAML config file (env ION_CONNECTOR_CONFIG)")
-	dataDir := fs.String("data-dir", "", "embedded store of a stopped ionconnector (default: config embedded.data_dir); with NATS_URL set, the running deployment is used instead")
+	cfgPath, dataDir := storeFlags(fs, io)
 	fs.Usage = func() {
 		fmt.Fprintln(io.Stderr, "usage: ionconnector check-credentials --account A [--json]\n\n"+
 			"Checks the account's Ion credentials. v3: POST /oauth/validateAccess prints how long the access\n"+

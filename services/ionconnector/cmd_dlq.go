@@ -86,8 +86,7 @@ func dlqSub(ctx context.Context, io IO, sub string, args []string) int {
 	if sub == "purge" {
 		fs.BoolVar(&yes, "yes", false, "really delete (without it, purge only says what it would delete)")
 	}
-	cfgPath := fs.String("config", io.Env("ION_CONNECTOR_CONFIG"), "YAML config file (env ION_CONNECTOR_CONFIG)")
-	dataDir := fs.String("data-dir", "", "embedded store of a stopped ionconnector (default: config embedded.data_dir); with NATS_URL set, the running deployment is used instead")
+	cfgPath, dataDir := storeFlags(fs, io)
 	fs.Usage = func() {
 		fmt.Fprintln(io.Stderr, dlqSubUsage[sub])
 		fmt.Fprintln(io.Stderr)

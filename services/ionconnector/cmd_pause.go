@@ -54,8 +54,7 @@ func pauseResume(ctx context.Context, io IO, name string, args []string) int {
 		by = fs.String("by", io.Env("USER"), "who paused it (default $USER)")
 	}
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	cfgPath := fs.String("config", io.Env("ION_CONNECTOR_CONFIG"), "YAML config file (env ION_CONNECTOR_CONFIG)")
-	dataDir := fs.String("data-dir", "", "embedded store of a stopped ionconnector (default: config embedded.data_dir); with NATS_URL set, the running deployment is used instead")
+	cfgPath, dataDir := storeFlags(fs, io)
 	fs.Usage = func() {
 		if name == "pause" {
 			fmt.Fprintln(io.Stderr, "usage: ionconnector pause --account A [--reason R] [--json]\n\n"+

@@ -26,8 +26,7 @@ func reconcileCmd(ctx context.Context, io IO, args []string) int {
 	account := fs.String("account", "", "Ion account id (required)")
 	period := fs.String("period", "", "billing period YYYY-MM (required)")
 	asJSON := fs.Bool("json", false, "print the stored reconciliation event as JSON")
-	cfgPath := fs.String("config", io.Env("ION_CONNECTOR_CONFIG"), "YAML config file (env ION_CONNECTOR_CONFIG)")
-	dataDir := fs.String("data-dir", "", "embedded store of a stopped ionconnector (default: config embedded.data_dir); with NATS_URL set, the running deployment is read instead")
+	cfgPath, dataDir := storeFlags(fs, io)
 	fs.Usage = func() {
 		fmt.Fprintln(io.Stderr, "usage: ionconnector reconcile --account A --period YYYY-MM [--json] [--data-dir D]\n\n"+
 			"Prints the reconciliation the publisher stored for the period's latest completed sync:\n"+

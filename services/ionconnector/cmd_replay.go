@@ -93,8 +93,7 @@ func replayCmd(ctx context.Context, io IO, args []string) int {
 	subject := fs.String("subject", "", "subject filter within the stream (default: every raw page, ion.raw.v1.page.>; e.g. ion.raw.v1.page.<account>)")
 	to := fs.String("to", "", "stage whose handler gets the events: transformer (required)")
 	asJSON := fs.Bool("json", false, "print the counts as JSON")
-	cfgPath := fs.String("config", io.Env("ION_CONNECTOR_CONFIG"), "YAML config file (env ION_CONNECTOR_CONFIG)")
-	dataDir := fs.String("data-dir", "", "embedded store of a stopped ionconnector (default: config embedded.data_dir); with NATS_URL set, the running deployment is used instead")
+	cfgPath, dataDir := storeFlags(fs, io)
 	fs.Usage = func() {
 		fmt.Fprintln(io.Stderr, "usage: ionconnector replay --stream S (--since TIME | --from-seq N) [--subject FILTER] --to STAGE [--json]\n\n"+
 			"Feeds stored events through a stage's handler in this process, via a temporary consumer that is\n"+

@@ -22,8 +22,7 @@ func snapshotCmd(ctx context.Context, io IO, args []string) int {
 	account := fs.String("account", "", "Ion account id (required)")
 	period := fs.String("period", "", "billing period YYYY-MM (required)")
 	out := fs.String("out", "", "CSV file to write, atomically (required)")
-	cfgPath := fs.String("config", io.Env("ION_CONNECTOR_CONFIG"), "YAML config file (env ION_CONNECTOR_CONFIG)")
-	dataDir := fs.String("data-dir", "", "embedded store of a stopped ionconnector (default: config embedded.data_dir); with NATS_URL set, the running deployment is read instead")
+	cfgPath, dataDir := storeFlags(fs, io)
 	fs.Usage = func() {
 		fmt.Fprintln(io.Stderr, "usage: ionconnector snapshot --account A --period YYYY-MM --out FILE [--data-dir D]\n\n"+
 			"Writes the current delivered revision of every record of the period (what the billing\n"+

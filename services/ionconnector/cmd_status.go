@@ -193,8 +193,7 @@ func statusCmd(ctx context.Context, io IO, args []string) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	checkCreds := fs.Bool("check-credentials", false, "also ask Ion how long each account's credentials stay valid")
-	cfgPath := fs.String("config", io.Env("ION_CONNECTOR_CONFIG"), "YAML config file (env ION_CONNECTOR_CONFIG)")
-	dataDir := fs.String("data-dir", "", "embedded store of a stopped ionconnector (default: config embedded.data_dir); with NATS_URL set, the running deployment is used instead")
+	cfgPath, dataDir := storeFlags(fs, io)
 	fs.Usage = func() {
 		fmt.Fprintln(io.Stderr, "usage: ionconnector status [--json] [--check-credentials]\n\n"+
 			"Per configured account: paused or not, dead letters by stage, and per period (current,\n"+
