@@ -164,6 +164,11 @@ func (t *tokenSource) refreshLeased(ctx context.Context, good func(StoredToken) 
 		t.cur = tok
 		return tok, nil
 	}
+	if t.unsaved && t.isSpent(tok.RefreshToken) && t.cur.RefreshToken != "" {
+		// Our last rotation never reached the store, which still holds the token we spent:
+		// refresh from the rotated one kept in memory rather than spend that one again.
+		tok.RefreshToken = t.cur.RefreshToken
+	}
 	t.learn(tok.RefreshToken)
 	next, err := t.c.refreshCall(lctx, tok.RefreshToken)
 	if errors.Is(err, ErrUnauthorized) {
@@ -266,10 +271,17 @@ func (c *Client) refreshCall(ctx context.Context, refreshToken string) (StoredTo
 	now := c.opts.Now()
 	err := c.doOAuth(ctx, "/oauth/token", form, &tr)
 	if err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) && (ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusServiceUnavailable) {
+			return StoredToken{}, err // Ion did not act: the token is unspent
+		}
+		if errors.Is(err, ErrBadBody) || errors.Is(err, ErrUnavailable) {
+			return StoredToken{}, &maybeSpentError{err}
+		}
 		return StoredToken{}, err
 	}
 	if tr.AccessToken == "" {
-		return StoredToken{}, &BodyError{Path: "/oauth/token", Reason: "no access_token"}
+		return StoredToken{}, &maybeSpentError{&BodyError{Path: "/oauth/token", Reason: "no access_token"}}
 	}
 	next := StoredToken{
 		RefreshToken: tr.RefreshToken,

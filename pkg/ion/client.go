@@ -178,7 +178,8 @@ func (c *Client) attempt(ctx context.Context, cl call, refreshed *bool) (retry b
 			}
 			var be *BodyError
 			if errors.As(err, &be) {
-				return be.Rows == 0, 0, err
+				// A 2xx on a spending call means the server acted: never repeat it.
+				return be.Rows == 0 && !cl.spends, 0, err
 			}
 			return false, 0, err
 		}

@@ -623,3 +623,61 @@ func TestKeepFresh(t *testing.T) {
 		t.Fatalf("refreshes %d reuse %d", refreshes, reuse)
 	}
 }
+
+// A 200 from /oauth/token means Ion rotated the token, and a 502/504 may hide that it did: an
+// unusable answer must not make the client (nor the call that needed the token) post the same
+// refresh token again.
+func TestRefreshNotRetriedAfterUnreadable200(t *testing.T) {
+	t.Parallel()
+	for name, reply := range map[string]func(http.ResponseWriter){
+		"cut body":        func(w http.ResponseWriter) { fmt.Fprint(w, `{"access_token":"acc`) },
+		"no access token": func(w http.ResponseWriter) { fmt.Fprint(w, `{"refresh_token":"r2"}`) },
+		"bad gateway":     func(w http.ResponseWriter) { w.WriteHeader(http.StatusBadGateway) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			var tokenCalls atomic.Int32
+			mux := http.NewServeMux()
+			mux.HandleFunc("/oauth/token", func(w http.ResponseWriter, r *http.Request) {
+				tokenCalls.Add(1)
+				reply(w)
+			})
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			c := newTestClient(t, srv.URL, nil)
+			_, err := c.ListReports(context.Background(), "")
+			if err == nil || tokenCalls.Load() != 1 {
+				t.Fatalf("err %v, token calls %d (want 1: the token may be spent)", err, tokenCalls.Load())
+			}
+		})
+	}
+}
+
+// failingSaveStore is a MemoryTokenStore whose Save always fails (the KV is down).
+type failingSaveStore struct{ MemoryTokenStore }
+
+func (s *failingSaveStore) Save(context.Context, string, StoredToken, uint64) error {
+	return errors.New("kv unavailable")
+}
+
+// After a rotation whose Save failed, the store still holds the refresh token this client
+// spent. A later refresh (here after a 401) must start from the rotated token kept in memory,
+// never spend the stored one a second time.
+func TestUnsavedRotationNotSpentTwice(t *testing.T) {
+	t.Parallel()
+	oauth := newFakeOAuth("seed", time.Hour)
+	mux := http.NewServeMux()
+	mux.Handle("/oauth/token", oauth)
+	mux.HandleFunc("/api/v3/accounts/10001/reports", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(401) // revoked server-side before its expiry
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, func(o *Options) { o.V3.Store = &failingSaveStore{} })
+	if _, err := c.ListReports(context.Background(), ""); err == nil {
+		t.Fatal("want the persist error")
+	}
+	_, _ = c.ListReports(context.Background(), "")
+	if refreshes, reuse := oauth.stats(); reuse != 0 || refreshes != 2 {
+		t.Fatalf("refreshes %d, reuse of a spent refresh token %d (want 2, 0)", refreshes, reuse)
+	}
+}

@@ -125,12 +125,23 @@ func IsRetryable(err error) bool {
 	if errors.Is(err, ErrPermission) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrNoCredentials) {
 		return false
 	}
+	var ms *maybeSpentError
+	if errors.As(err, &ms) {
+		return false
+	}
 	if errors.Is(err, ErrRateLimited) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrBadBody) {
 		return true
 	}
 	var ne *netError
 	return errors.As(err, &ne)
 }
+
+// maybeSpentError marks a failed refresh that Ion may have acted on (a 2xx with an unusable
+// body, a 502/504): the refresh token may be spent, so no caller may repeat the refresh.
+type maybeSpentError struct{ err error }
+
+func (e *maybeSpentError) Error() string { return e.err.Error() }
+func (e *maybeSpentError) Unwrap() error { return e.err }
 
 // netError marks a transport failure (connection refused, reset, timeout of one attempt).
 type netError struct{ err error }
