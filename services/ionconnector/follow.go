@@ -159,6 +159,10 @@ type watcher struct {
 	deliveries           int
 	completed            *events.SyncCompleted
 	recon                *events.Reconciliation
+	// consumers are kept across polls: one ordered consumer per subject for the whole follow.
+	// Creating one per poll left hundreds of ephemerals waiting for their inactivity timeout and
+	// hit the server's consumer limit on long runs.
+	consumers map[string]jetstream.Consumer
 }
 
 // poll reads what is new since the last poll, without waiting.
@@ -210,15 +214,25 @@ func (w *watcher) poll(ctx context.Context) error {
 
 // read hands every message of subject after *seq to fn, advancing *seq, without waiting for more.
 func (w *watcher) read(ctx context.Context, stream, subject string, seq *uint64, fn func(jetstream.Msg)) error {
-	cons, err := w.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: *seq + 1,
-	})
-	if err != nil {
-		return err
+	key := stream + " " + subject
+	cons := w.consumers[key]
+	if cons == nil {
+		var err error
+		cons, err = w.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: *seq + 1,
+		})
+		if err != nil {
+			return err
+		}
+		if w.consumers == nil {
+			w.consumers = map[string]jetstream.Consumer{}
+		}
+		w.consumers[key] = cons
 	}
 	for {
 		batch, err := cons.FetchNoWait(500)
 		if err != nil {
+			delete(w.consumers, key) // recreated from *seq on the next poll
 			return err
 		}
 		n := 0
@@ -231,6 +245,7 @@ func (w *watcher) read(ctx context.Context, stream, subject string, seq *uint64,
 			fn(m)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			delete(w.consumers, key)
 			return err
 		}
 		if n == 0 {
