@@ -456,3 +456,46 @@ func TestPayloadBodyIsDeterministic(t *testing.T) {
 		t.Fatalf("body %s", ab)
 	}
 }
+
+// A pending delivery is resent with the bytes it was first sent with, even when the redelivered
+// batch carries the same record revision from a later read (a later x_FetchedAt and source page,
+// stored under another stream sequence once the duplicate window has passed).
+func TestPendingResentUnchangedWhenBatchHasSameRevisionFromLaterRead(t *testing.T) {
+	e := newEnv(t, billingsim.Options{})
+	ctx := context.Background()
+	crash := errors.New("simulated crash")
+	hooks := billing.Hooks{AfterSinkAccepted: func(sink string, _ uuid.UUID) error {
+		if sink == "http" {
+			return crash
+		}
+		return nil
+	}}
+	var rc receipts
+	items := e.publish(t, record(1, "1", fetched))
+	if _, err := e.deliverer(t, &rc, hooks).Deliver(ctx, acct, period, cust, items); !errors.Is(err, crash) {
+		t.Fatalf("err %v, want the crash", err)
+	}
+	later := record(1, "1", fetched.Add(24*time.Hour))
+	later.SourcePageID = uuid.New()
+	if later.Revision != items[0].Record.Revision {
+		t.Fatal("test setup: same content must give the same revision")
+	}
+	msg, err := events.NewMessage(later.EventMeta("test"), later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := e.js.PublishMsg(ctx, nats2Msg{subject: later.NATSSubject(), body: msg.Payload, typ: events.TypeUsageRecord, id: uuid.NewString()}.msg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.deliverer(t, &rc, billing.Hooks{}).Deliver(ctx, acct, period, cust, []billing.Item{{Record: later, StreamSeq: ack.Sequence}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Rejected != nil {
+		t.Fatalf("the resent pending delivery was rejected: %v", out.Rejected)
+	}
+	if st := e.sim.State(); st.Conflicts != 0 || st.Replays != 1 || st.Deliveries != 1 {
+		t.Fatalf("receiver %+v, want the first body replayed", st)
+	}
+}

@@ -186,7 +186,7 @@ func (d *Deliverer) Deliver(ctx context.Context, account, period, customer strin
 func deliveryID(ms []Member) uuid.UUID {
 	dr := make([]events.DeliveredRecord, len(ms))
 	for i, m := range ms {
-		dr[i] = events.DeliveredRecord{RecordID: m.RecordID, Revision: m.Revision}
+		dr[i] = events.DeliveredRecord{RecordID: m.RecordID, Revision: m.Revision, RevisionSeq: m.Seq, Replaces: m.Replaces}
 	}
 	return events.DeliveryID(dr)
 }
@@ -250,15 +250,17 @@ func compareStrings(a, b string) int {
 // present, else from the USAGE stream; the publisher-owned fields come from the members, so
 // the body is byte-identical however often it is rebuilt.
 func (d *Deliverer) payload(ctx context.Context, p *Partition, items []Item) (Payload, []Item, error) {
-	have := map[string]Item{}
+	// By stream sequence, not (record id, revision): the same revision from a later read has
+	// another x_FetchedAt and source page, so only the member's own event gives the same bytes.
+	have := map[uint64]Item{}
 	for _, it := range items {
-		have[it.Record.RecordID.String()+"/"+it.Record.Revision] = it
+		have[it.StreamSeq] = it
 	}
 	recs := make([]events.UsageRecord, 0, len(p.Pending.Members))
 	its := make([]Item, 0, len(p.Pending.Members))
 	for _, m := range p.Pending.Members {
-		it, ok := have[m.RecordID.String()+"/"+m.Revision]
-		if !ok {
+		it, ok := have[m.StreamSeq]
+		if !ok || it.Record.RecordID != m.RecordID || it.Record.Revision != m.Revision {
 			r, err := d.o.Load(ctx, m.StreamSeq)
 			if err != nil {
 				return Payload{}, nil, fmt.Errorf("billing: rebuild pending delivery %s: %w", p.Pending.ID, err)

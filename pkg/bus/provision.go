@@ -65,7 +65,10 @@ func DefaultConsumers() []ConsumerSpec {
 		{Stream: events.StreamSync, Durable: "fetcher", FilterSubjects: []string{"ion.sync.v1.requested.>"}},
 		{Stream: events.StreamSync, Durable: "fetcher-tasks", FilterSubjects: []string{"ion.sync.v1.task.>"}},
 		{Stream: events.StreamRaw, Durable: "transformer", FilterSubjects: []string{"ion.raw.v1.page.>"}},
-		{Stream: events.StreamUsage, Durable: "publisher", FilterSubjects: []string{"usage.v1.record.>"}},
+		// Unlimited: the publisher has no router to dead-letter a record on its last delivery, so
+		// a server-side MaxDeliver would silently stop redelivering records during a sink outage
+		// of a few minutes (the ledger makes every redelivery safe).
+		{Stream: events.StreamUsage, Durable: "publisher", FilterSubjects: []string{"usage.v1.record.>"}, MaxDeliver: -1},
 		{Stream: events.StreamSync, Durable: "reconciler", FilterSubjects: []string{"ion.sync.v1.completed.>"}},
 	}
 }

@@ -79,7 +79,7 @@ func TestProvisionIdempotent(t *testing.T) {
 	}
 	c := info.Config
 	if c.AckPolicy != jetstream.AckExplicitPolicy || c.DeliverPolicy != jetstream.DeliverAllPolicy ||
-		c.MaxAckPending != 4 || c.AckWait != 45*time.Second || c.MaxDeliver != DefaultMaxDeliver ||
+		c.MaxAckPending != 4 || c.AckWait != 45*time.Second || c.MaxDeliver != -1 ||
 		len(c.BackOff) != 0 || !slices.Equal(c.FilterSubjects, []string{"usage.v1.record.>"}) {
 		t.Fatalf("publisher durable config %+v", c)
 	}
@@ -244,5 +244,35 @@ func TestWaitForJetStream(t *testing.T) {
 	err = WaitForJetStream(short, pjs)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "JetStream not ready") {
 		t.Fatalf("err = %v, want a deadline error", err)
+	}
+}
+
+// The publisher settles records itself (no router dead-letters them on a last delivery), so its
+// durable must never stop redelivering: a sink outage longer than MaxDeliver NAKs would otherwise
+// leave records neither delivered nor dead-lettered.
+func TestPublisherDurableNeverStopsRedelivering(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, nc := bustest.StartServer(t)
+	js, _ := jetstream.New(nc)
+	if err := Provision(ctx, js, Topology{Logger: quietLogger()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, events.UsageRecordSubject("A", "C"), []byte("{}"), jetstream.WithMsgID("m1")); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(ctx, events.StreamUsage, "publisher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= DefaultMaxDeliver+2; i++ {
+		m, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			t.Fatalf("delivery %d: %v (the server stopped redelivering)", i, err)
+		}
+		if err := m.Nak(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

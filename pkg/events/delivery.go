@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -74,14 +75,20 @@ func SortDelivered(recs []DeliveredRecord) {
 	})
 }
 
-// DeliveryID is the deterministic id of a delivery: the sorted (record id, revision) set, so a
-// pending delivery resent after a crash keeps its id. recs is not modified.
+// DeliveryID is the deterministic id of a delivery: the sorted (record id, revision, revision
+// sequence, replaced revision) set, so a pending delivery resent after a crash keeps its id, while
+// content that comes back (A → B → A, or a reversal undone and redone) is a new delivery, not a
+// replay of the first one under the same idempotency key. recs is not modified.
 func DeliveryID(recs []DeliveredRecord) uuid.UUID {
 	s := slices.Clone(recs)
 	SortDelivered(s)
-	parts := make([]string, 0, 2*len(s))
+	parts := make([]string, 0, 4*len(s))
 	for _, r := range s {
-		parts = append(parts, r.RecordID.String(), r.Revision)
+		replaces := ""
+		if r.Replaces != nil {
+			replaces = *r.Replaces
+		}
+		parts = append(parts, r.RecordID.String(), r.Revision, strconv.FormatInt(r.RevisionSeq, 10), replaces)
 	}
 	return ID(TypeDelivery, parts...)
 }

@@ -335,3 +335,18 @@ func TestMoneyOnTheWire(t *testing.T) {
 		t.Errorf("got %s, want %s", b, want)
 	}
 }
+
+// TestDeliveryIDOfReturningContent: content that comes back (A → B → A) is a new delivery with
+// a new id, not a replay of the first under the same idempotency key.
+func TestDeliveryIDOfReturningContent(t *testing.T) {
+	id := uuid.MustParse("2f0a3c1e-7d4b-5e6f-8a9b-0c1d2e3f4a5b")
+	b := "bbbb"
+	first := []events.DeliveredRecord{{RecordID: id, Revision: "aaaa", RevisionSeq: 1}}
+	again := []events.DeliveredRecord{{RecordID: id, Revision: "aaaa", RevisionSeq: 3, Replaces: &b}}
+	if events.DeliveryID(first) == events.DeliveryID(again) {
+		t.Fatal("a revision delivered again after another one reuses the first delivery id")
+	}
+	if events.DeliveryID(again) != events.DeliveryID(append([]events.DeliveredRecord(nil), again...)) {
+		t.Fatal("delivery id is not deterministic")
+	}
+}
