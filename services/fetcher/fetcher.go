@@ -55,6 +55,11 @@ type Options struct {
 	// TaskTimeout (so a slow holder never loses it) and the leases bucket's TTL (2 minutes)
 	// bounds it. Default TaskTimeout + 10s.
 	LeaseTTL time.Duration
+	// MaxDeliver is the router's MaxDeliver: on the failure of that delivery a task message is
+	// dead-lettered, so its task is marked failed in the plan first and its sync completes as
+	// failed. Default bus.DefaultRouterMaxDeliver; it must stay below the consumers' own
+	// MaxDeliver (bus.DefaultMaxDeliver).
+	MaxDeliver int
 	// HTTPClient is used for Ion; default http.DefaultClient's transport.
 	HTTPClient *http.Client
 	Now        func() time.Time
@@ -77,6 +82,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = o.TaskTimeout + 10*time.Second
+	}
+	if o.MaxDeliver == 0 {
+		o.MaxDeliver = bus.DefaultRouterMaxDeliver
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{}
@@ -108,7 +116,7 @@ func New(ctx context.Context, deps service.Deps, opts Options) (*Service, error)
 	if err := deps.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.InlineMax < 0 || opts.RequestBudget < 0 || opts.LeaseTTL < 0 || opts.TaskTimeout < 0 {
+	if opts.InlineMax < 0 || opts.RequestBudget < 0 || opts.LeaseTTL < 0 || opts.TaskTimeout < 0 || opts.MaxDeliver < 0 {
 		return nil, errors.New("fetcher: options must not be negative")
 	}
 	opts.setDefaults()
@@ -138,7 +146,7 @@ func New(ctx context.Context, deps service.Deps, opts Options) (*Service, error)
 
 // Run consumes sync requests and fetch tasks until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	st, err := service.NewStage(s.deps, Name)
+	st, err := service.NewStageWith(s.deps, Name, func(o *bus.RouterOptions) { o.MaxDeliver = s.opts.MaxDeliver })
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,7 @@ type depsT struct {
 	cfg *config.Config
 	log *slog.Logger
 	js  jetstream.JetStream
+	sd  service.Deps
 	run func(ctx context.Context, opts Options) (*Service, error)
 }
 
@@ -92,15 +93,21 @@ func newEnv(t *testing.T, so ionsim.Options, mode string, tune func(*config.Conf
 	}
 	t.Cleanup(cleanup)
 	e := &env{t: t, sim: sim, period: sim.Periods()[0], accts: accts}
-	e.deps = depsT{cfg: cfg, log: logger, js: sd.JS, run: func(ctx context.Context, o Options) (*Service, error) { return New(ctx, sd, o) }}
+	e.deps = depsT{cfg: cfg, log: logger, js: sd.JS, sd: sd, run: func(ctx context.Context, o Options) (*Service, error) { return New(ctx, sd, o) }}
 	return e
 }
 
 // start runs a fetcher replica until the returned stop is called.
 func (e *env) start(o Options) (stop func()) {
 	e.t.Helper()
+	return e.startWith(e.deps.sd, o)
+}
+
+// startWith runs a fetcher replica on deps (another config, say) until stop is called.
+func (e *env) startWith(deps service.Deps, o Options) (stop func()) {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := e.deps.run(ctx, o)
+	s, err := New(ctx, deps, o)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -126,8 +133,18 @@ func (e *env) start(o Options) (stop func()) {
 
 func (e *env) requestSync(acct, mode, id string) events.SyncRequest {
 	e.t.Helper()
-	req := events.SyncRequest{RequestID: id, Account: acct, Period: e.period, Mode: mode, Reason: "manual",
+	req := e.syncRequest(acct, mode, id)
+	e.publishRequest(req)
+	return req
+}
+
+func (e *env) syncRequest(acct, mode, id string) events.SyncRequest {
+	return events.SyncRequest{RequestID: id, Account: acct, Period: e.period, Mode: mode, Reason: "manual",
 		RequestedBy: "test", RequestedAt: time.Now().UTC()}
+}
+
+func (e *env) publishRequest(req events.SyncRequest) {
+	e.t.Helper()
 	msg, err := events.NewMessage(req.EventMeta("test"), req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -139,7 +156,6 @@ func (e *env) requestSync(acct, mode, id string) events.SyncRequest {
 	if err := pub.Publish(req.NATSSubject(), msg); err != nil {
 		e.t.Fatal(err)
 	}
-	return req
 }
 
 // completed waits for the completion of a sync.
@@ -469,6 +485,11 @@ func TestModePinned(t *testing.T) {
 
 func (e *env) deadLetter(originalID string, timeout time.Duration) events.DeadLetter {
 	e.t.Helper()
+	return e.deadLetterWhere("original id "+originalID, timeout, func(dl events.DeadLetter) bool { return dl.OriginalID == originalID })
+}
+
+func (e *env) deadLetterWhere(what string, timeout time.Duration, match func(events.DeadLetter) bool) events.DeadLetter {
+	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -478,7 +499,7 @@ func (e *env) deadLetter(originalID string, timeout time.Duration) events.DeadLe
 			if err := json.Unmarshal(m.Data(), &dl); err != nil {
 				e.t.Fatal(err)
 			}
-			if dl.OriginalID == originalID {
+			if match(dl) {
 				cancel()
 				return dl
 			}
@@ -486,7 +507,7 @@ func (e *env) deadLetter(originalID string, timeout time.Duration) events.DeadLe
 		cancel()
 		time.Sleep(100 * time.Millisecond)
 	}
-	e.t.Fatalf("no dead letter for %s", originalID)
+	e.t.Fatalf("no dead letter with %s", what)
 	return events.DeadLetter{}
 }
 

@@ -124,7 +124,11 @@ func (s *Service) updatePlan(ctx context.Context, sync uuid.UUID, f func(p *plan
 		} else if i > 50 {
 			return nil, fmt.Errorf("plan %s: update: %w", sync, err)
 		}
-		time.Sleep(time.Duration(5+i) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("plan %s: update: %w", sync, ctx.Err())
+		case <-time.After(time.Duration(5+i) * time.Millisecond):
+		}
 	}
 }
 

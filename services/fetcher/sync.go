@@ -62,6 +62,12 @@ func (s *Service) syncRequested(msg *message.Message) error {
 	if err := events.Decode(msg, events.TypeSyncRequested, &req); err != nil {
 		return err
 	}
+	if req.DryRun {
+		// The transformer and publisher do not honour DryRun yet: fetching would deliver the
+		// data and record page hashes. Refused before any Ion call or KV write.
+		return bus.Permanent(fmt.Errorf("sync request %s for account %s period %s: dry runs are not supported yet: nothing was fetched",
+			req.RequestID, req.Account, req.Period))
+	}
 	if held, err := s.parked(msg.Context(), msg, req.Account); err != nil || held {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,6 +61,50 @@ func (s *Service) runTask(msg *message.Message) error {
 	if err := events.Decode(msg, typeTask, &m); err != nil {
 		return err
 	}
+	err := s.runTaskMsg(msg, m)
+	if err == nil {
+		return nil
+	}
+	if attempts, _ := strconv.Atoi(msg.Metadata.Get(bus.MetaNumDelivered)); bus.IsPermanent(err) || attempts >= s.opts.MaxDeliver {
+		return s.failTask(msg, m, err)
+	}
+	return err // redelivered
+}
+
+// failTask handles a task that fails for good: permanently, or on the last delivery the router
+// allows before it dead-letters the message. The task is marked failed in the plan and what
+// follows a finished task runs, so the sync completes (as failed, with the reason) instead of
+// waiting forever for a task nobody will run. The error is still returned, marked permanent,
+// so the message is dead-lettered too (a retry would find the task failed and ack it).
+func (s *Service) failTask(msg *message.Message, m taskMsg, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), 20*time.Second)
+	defer cancel()
+	p, err := s.updatePlan(ctx, m.SyncID, func(p *plan) (bool, error) {
+		t := p.Tasks[m.Task]
+		if t == nil || t.State != statePending {
+			return false, nil
+		}
+		t.State, t.Error = stateFailed, trimErr(cause)
+		return true, nil
+	})
+	if err == nil {
+		if t := p.Tasks[m.Task]; t != nil {
+			err = s.finished(ctx, p, t)
+		}
+	}
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		err = nil // no plan: no sync to complete
+	}
+	if err != nil {
+		// Not marked permanent: unless this was the last delivery, the message is redelivered
+		// and recording the failure is tried again.
+		return fmt.Errorf("%v (recording the failure in the plan: %w)", cause, err)
+	}
+	s.log.Warn("fetch task failed for good", "account", m.Account, "period", m.Period, "sync_id", m.SyncID, "task", m.Task, "err", cause)
+	return bus.Permanent(cause)
+}
+
+func (s *Service) runTaskMsg(msg *message.Message, m taskMsg) error {
 	ctx := msg.Context()
 	if held, err := s.parked(ctx, msg, m.Account); err != nil || held {
 		return err
@@ -79,7 +124,7 @@ func (s *Service) runTask(msg *message.Message) error {
 	defer done()
 	release, err := s.acquire(wctx, m.Account, m.Period, s.opts.Holder, leaseWait)
 	if err != nil {
-		return err
+		return fmt.Errorf("account-period lease: %w", err)
 	}
 	defer release()
 	// Re-read under the lease: another replica may have finished the task meanwhile.
@@ -103,7 +148,7 @@ func (s *Service) runTask(msg *message.Message) error {
 	}
 	used := int(b.used.Load())
 	if err != nil && wctx.Err() != nil {
-		return err // our own deadline or shutdown: try again later
+		return fmt.Errorf("task timed out after %s: %w", s.opts.TaskTimeout, err) // try again later
 	}
 	if err != nil {
 		s.log.Warn("fetch task failed", "account", m.Account, "period", m.Period, "page", describe(t.Key), "err", err)
