@@ -12,7 +12,8 @@ func DecodeReportData(body io.Reader, cols []ReportColumn, fn func(Row) error) (
 }
 
 // DecodeReportCSV decodes a stored POST …/reports/{id}/reportDataCsv response body, by position
-// against the columns that were requested. Subtotal rows are skipped.
+// against the columns that were requested once the header row has been checked to name them in
+// that order. Subtotal rows are skipped.
 func DecodeReportCSV(body io.Reader, cols []ReportColumn, fn func(Row) error) (ReportMeta, error) {
 	return decodeReportCSV(body, "stored report csv", cols, false, fn)
 }

@@ -65,11 +65,12 @@ func TestDecimalNoFloat(t *testing.T) {
 
 func testColumns() []ReportColumn {
 	return []ReportColumn{
-		{ID: "799050", ColumnTemplateID: "azure_plan_billing.customer_id", Groupable: true},
-		{ID: "799051", ColumnTemplateID: "azure_plan_billing.customer_company_name", Groupable: true},
-		{ID: "799052", ColumnTemplateID: "azure_plan_billing.seller_cost_invoice", ValueType: "MONEY", AggType: "SUM_COLUMN_AGGREGATION_TYPE"},
-		{ID: "799053", ColumnTemplateID: "azure_plan_billing.usage"},
-		{ID: "799054", ColumnTemplateID: "azure_plan_billing.usage_starttime"},
+		{ID: "799050", ColumnTemplateID: "azure_plan_billing.customer_id", DisplayName: "Customer ID", Groupable: true},
+		{ID: "799051", ColumnTemplateID: "azure_plan_billing.customer_company_name", DisplayName: "Customer Company", Groupable: true},
+		{ID: "799052", ColumnTemplateID: "azure_plan_billing.seller_cost_invoice", DisplayName: "Seller Cost (Invoiced Currency)",
+			ColumnHeading: "Seller Cost (SEK)", ValueType: "MONEY", AggType: "SUM_COLUMN_AGGREGATION_TYPE"},
+		{ID: "799053", ColumnTemplateID: "azure_plan_billing.usage", DisplayName: "Usage Quantity"},
+		{ID: "799054", ColumnTemplateID: "azure_plan_billing.usage_starttime", DisplayName: "Charge StartDate"},
 	}
 }
 
@@ -214,7 +215,7 @@ func TestDecodeReportCSV(t *testing.T) {
 		t.Errorf("date %v", rows[1].Time("usage_starttime"))
 	}
 	// A money cell that is not a plain number is an error, never zero.
-	body, _ = json.Marshal(map[string]string{"results": "h\n4022,A,\"1,234.00\",1,\n"})
+	body, _ = json.Marshal(map[string]string{"results": "Customer ID,Customer Company,Seller Cost (SEK),Usage Quantity,Charge StartDate\n4022,A,\"1,234.00\",1,\n"})
 	if _, err := decodeReportCSV(strings.NewReader(string(body)), "/p", cols, false, func(Row) error { return nil }); !errors.Is(err, ErrBadBody) {
 		t.Errorf("formatted money: %v", err)
 	}

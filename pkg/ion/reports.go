@@ -367,7 +367,9 @@ func (c *Client) prepareReport(ctx context.Context, reportID string, req ReportR
 // ReportDataCSV is ReportData over /reports/{id}/reportDataCsv. Ion returns the whole CSV as one
 // JSON string ({"results":"<csv>","resultCount":"N"}), so memory grows with the answer; prefer
 // ReportData for large reports. Cells are matched to columns by position against the columns
-// sent — header texts carry currency suffixes and are not relied upon.
+// sent, after the header row has been checked to name those columns in that order (heading,
+// display name or key; a money heading's currency suffix is optional): a reordered CSV is a
+// BodyError, never money in the wrong field.
 func (c *Client) ReportDataCSV(ctx context.Context, reportID string, req ReportRequest, fn func(Row) error) (ReportMeta, error) {
 	r, cols, body, err := c.prepareReport(ctx, reportID, req)
 	if err != nil {

@@ -174,6 +174,9 @@ func decodeReportData(body io.Reader, path string, cols []ReportColumn, subtotal
 	if _, err := dec.Token(); err != io.EOF {
 		return meta, bad("trailing data after the response object")
 	}
+	if err := checkRowCount(meta); err != nil {
+		return meta, bad(err.Error())
+	}
 	meta.Truncated = meta.AvailableRowsCount > meta.ResultCount
 	return meta, nil
 }

@@ -182,8 +182,11 @@ func decodeAzurePlan(body io.Reader, path string, redact func(string) string, fn
 				continue
 			}
 			if d, ok := t.(json.Delim); !ok || d != '[' {
-				if d == '{' { // an empty result sometimes comes as {}
-					if err := skipRest(dec); err != nil {
+				if d == '{' { // an empty result sometimes comes as {}; anything else in an object is not "no lines"
+					if dec.More() {
+						return bad(errors.New("data: a non-empty object, want an array (or {} for no lines)"))
+					}
+					if err := expectDelim(dec, '}'); err != nil {
 						return bad(err)
 					}
 					continue
@@ -218,19 +221,6 @@ func decodeAzurePlan(body io.Reader, path string, redact func(string) string, fn
 		return &APIError{Status: http.StatusOK, Message: clean(redact(message)), Method: http.MethodGet, Path: path}
 	}
 	return nil
-}
-
-// skipRest consumes the remainder of an object whose '{' was already read.
-func skipRest(dec *json.Decoder) error {
-	for dec.More() {
-		if _, err := objectKey(dec); err != nil {
-			return err
-		}
-		if err := skipValue(dec); err != nil {
-			return err
-		}
-	}
-	return expectDelim(dec, '}')
 }
 
 // walkPlan yields nodes without children that carry data. A node with both children and data
