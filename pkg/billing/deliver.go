@@ -106,6 +106,9 @@ type Outcome struct {
 	Rejected *RejectedError
 	// RejectedItems are the records of the rejected delivery (for the dead letters).
 	RejectedItems []Item
+	// Dead are items skipped because the ledger holds their exact revision as dead-lettered (a
+	// redelivered message whose dead letter may not have been published yet).
+	Dead []Item
 }
 
 const maxConflicts = 20
@@ -150,12 +153,12 @@ func (d *Deliverer) Deliver(ctx context.Context, account, period, customer strin
 			}
 			continue
 		}
-		members, skipped, err := d.choose(p, items)
+		members, skipped, dead, err := d.choose(p, items)
 		if err != nil {
 			return out, err
 		}
 		if len(members) == 0 {
-			out.Skipped = skipped
+			out.Skipped, out.Dead = skipped, dead
 			return out, nil
 		}
 		p.Pending = &Pending{ID: deliveryID(members), Members: members, Done: map[string]events.SinkResult{}, Created: d.o.Now().UTC()}
@@ -173,7 +176,7 @@ func (d *Deliverer) Deliver(ctx context.Context, account, period, customer strin
 		if err != nil {
 			return out, err
 		}
-		res.Skipped = skipped
+		res.Skipped, res.Dead = skipped, dead
 		res.Recovered = out.Recovered
 		if out.Rejected != nil && res.Rejected == nil {
 			res.Rejected, res.RejectedItems = out.Rejected, out.RejectedItems
@@ -192,8 +195,9 @@ func deliveryID(ms []Member) uuid.UUID {
 }
 
 // choose picks the revisions to deliver: per record id the newest as-of among items, and
-// only if it is newer than what the ledger holds; an identical revision is skipped.
-func (d *Deliverer) choose(p *Partition, items []Item) ([]Member, int, error) {
+// only if it is newer than what the ledger holds; an identical revision is skipped (and
+// returned in dead when the ledger holds it as dead-lettered).
+func (d *Deliverer) choose(p *Partition, items []Item) ([]Member, int, []Item, error) {
 	best := map[uuid.UUID]Item{}
 	for _, it := range items {
 		r := it.Record
@@ -204,6 +208,7 @@ func (d *Deliverer) choose(p *Partition, items []Item) ([]Member, int, error) {
 	}
 	skipped := len(items) - len(best)
 	var ms []Member
+	var dead []Item
 	for _, it := range best {
 		r := it.Record
 		id := r.RecordID.String()
@@ -212,8 +217,11 @@ func (d *Deliverer) choose(p *Partition, items []Item) ([]Member, int, error) {
 			skipped++
 			continue
 		}
-		if dead, ok := p.Dead[id]; ok && (dead.Revision == r.Revision || !r.FetchedAt.After(dead.AsOf)) {
+		if dl, ok := p.Dead[id]; ok && (dl.Revision == r.Revision || !r.FetchedAt.After(dl.AsOf)) {
 			skipped++
+			if dl.Revision == r.Revision {
+				dead = append(dead, it)
+			}
 			continue
 		}
 		m := Member{RecordID: r.RecordID, Revision: r.Revision, Seq: 1, AsOf: r.FetchedAt.UTC(),
@@ -227,13 +235,13 @@ func (d *Deliverer) choose(p *Partition, items []Item) ([]Member, int, error) {
 		}
 		cc, err := d.o.ChargeClass(r, hp)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		m.ChargeClass = cc
 		ms = append(ms, m)
 	}
 	slices.SortFunc(ms, func(a, b Member) int { return compareStrings(a.RecordID.String(), b.RecordID.String()) })
-	return ms, skipped, nil
+	return ms, skipped, dead, nil
 }
 
 func compareStrings(a, b string) int {

@@ -216,9 +216,18 @@ func (p *Publisher) pull(ctx context.Context, size int, wait time.Duration) erro
 		}
 		groups[k] = append(groups[k], item{msg: m, rec: rec, seq: md.Sequence.Stream})
 	}
+	// Sinks may retry for a while: keep the whole batch's AckWait from expiring until every
+	// group is settled, not only the group being delivered, or the later groups are redelivered
+	// to another worker meanwhile and posted twice.
+	var all []item
+	for _, k := range order {
+		all = append(all, groups[k]...)
+	}
+	stop := p.keepAlive(all)
 	for _, k := range order {
 		p.deliver(ctx, groups[k])
 	}
+	stop()
 	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
@@ -233,10 +242,7 @@ func (p *Publisher) deliver(ctx context.Context, its []item) {
 	for i, it := range its {
 		items[i] = billing.Item{Record: it.rec, StreamSeq: it.seq}
 	}
-	// Sinks may retry for a while: keep the batch's AckWait from expiring meanwhile.
-	stop := p.keepAlive(its)
-	out, err := p.dl.Deliver(ctx, account, period, customer, items)
-	stop()
+	out, err := p.dl.Deliver(ctx, account, period, customer, items) // pull keeps its AckWait alive
 	if err != nil {
 		if ctx.Err() != nil {
 			return // shutting down: leave them un-acked, as a crash would
@@ -251,23 +257,48 @@ func (p *Publisher) deliver(ctx context.Context, its []item) {
 		}
 		return
 	}
+	// Items whose dead letter is published are acked by deadLetter; the ones whose dead letter
+	// failed are NAKed, and their redelivery finds the revision dead in the ledger (out.Dead)
+	// and publishes the dead letter again (its id is deterministic, so a copy is dropped).
+	dead := map[string]bool{}
+	var cause error
 	if out.Rejected != nil {
-		rejected := map[string]bool{}
+		cause = out.Rejected
 		for _, ri := range out.RejectedItems {
-			rejected[ri.Record.RecordID.String()+"/"+ri.Record.Revision] = true
+			dead[ri.Record.RecordID.String()+"/"+ri.Record.Revision] = true
 		}
-		for _, it := range its {
-			if rejected[it.rec.RecordID.String()+"/"+it.rec.Revision] {
-				p.deadLetter(ctx, it.msg, "sink-rejected", out.Rejected)
-			}
+	}
+	for _, di := range out.Dead {
+		if cause == nil {
+			cause = errors.New("sink rejected this revision earlier (dead letter re-published on redelivery)")
+		}
+		dead[di.Record.RecordID.String()+"/"+di.Record.Revision] = true
+	}
+	var ack []item
+	for _, it := range its {
+		if !dead[it.rec.RecordID.String()+"/"+it.rec.Revision] {
+			ack = append(ack, it)
+			continue
+		}
+		n := uint64(1)
+		if md, err := it.msg.Metadata(); err == nil {
+			n = md.NumDelivered
+		}
+		if out.Rejected == nil && n <= 1 {
+			// A fresh re-read of a revision dead-lettered earlier: its dead letter exists.
+			ack = append(ack, it)
+			continue
+		}
+		if !p.deadLetter(ctx, it.msg, "sink-rejected", cause) {
+			_ = it.msg.NakWithDelay(bus.DefaultNakDelay(n))
 		}
 	}
 	// One round trip per batch, not per record: the acks go out in order on one connection, and
 	// the last one waits for the server's confirmation. A lost ack only means a redelivery,
 	// which the ledger skips.
-	for i, it := range its {
+	for i, it := range ack {
 		var err error
-		if i == len(its)-1 {
+		if i == len(ack)-1 {
 			err = it.msg.DoubleAck(ctx)
 		} else {
 			err = it.msg.Ack()
@@ -281,10 +312,16 @@ func (p *Publisher) deliver(ctx context.Context, its []item) {
 	}
 }
 
+// keepAlive sends InProgress for its every third of the durable's AckWait (at most every 5 s)
+// until the returned stop is called; settled messages ignore it.
 func (p *Publisher) keepAlive(its []item) func() {
+	every := 5 * time.Second
+	if ci := p.cons.CachedInfo(); ci != nil && ci.Config.AckWait > 0 {
+		every = min(every, max(ci.Config.AckWait/3, 100*time.Millisecond))
+	}
 	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(5 * time.Second)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
@@ -300,8 +337,9 @@ func (p *Publisher) keepAlive(its []item) func() {
 	return func() { close(done) }
 }
 
-// deadLetter publishes m to dlq.v1.publisher.<account> and acks it only when that worked.
-func (p *Publisher) deadLetter(ctx context.Context, m jetstream.Msg, reason string, cause error) {
+// deadLetter publishes m to dlq.v1.publisher.<account> and acks it only when that worked; it
+// reports whether the dead letter was published.
+func (p *Publisher) deadLetter(ctx context.Context, m jetstream.Msg, reason string, cause error) bool {
 	headers := map[string]string{}
 	for k, v := range m.Headers() {
 		if len(v) > 0 {
@@ -327,10 +365,11 @@ func (p *Publisher) deadLetter(ctx context.Context, m jetstream.Msg, reason stri
 	}
 	if err != nil {
 		p.log.Error("dead letter not published; message left for redelivery", "subject", m.Subject(), "err", err)
-		return
+		return false
 	}
 	p.log.Warn("record dead-lettered", "reason", reason, "subject", m.Subject(), "err", cause)
 	if err := m.DoubleAck(ctx); err != nil {
 		p.log.Warn("ack of dead-lettered message failed", "err", err)
 	}
+	return true
 }

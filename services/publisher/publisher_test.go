@@ -258,3 +258,74 @@ func TestIntegrationExactlyOnceUnderFailuresAndCrash(t *testing.T) {
 	}
 	runExactlyOnce(t, 20, 60)
 }
+
+// slowSink delays every delivery of the sink it wraps.
+type slowSink struct {
+	billing.Sink
+	delay   time.Duration
+	started chan struct{}
+	once    sync.Once
+	calls   atomic.Int32
+}
+
+func (s *slowSink) Deliver(ctx context.Context, p billing.Payload, body []byte) (events.SinkResult, error) {
+	s.once.Do(func() { close(s.started) })
+	s.calls.Add(1)
+	select {
+	case <-ctx.Done():
+		return events.SinkResult{}, ctx.Err()
+	case <-time.After(s.delay):
+	}
+	return s.Sink.Deliver(ctx, p, body)
+}
+
+// A sink slower than AckWait while an earlier group of a pulled batch is delivered must not let
+// the later groups' messages expire: a second replica would post them again.
+func TestBatchKeptAliveWhileEarlierGroupDelivers(t *testing.T) {
+	h := newHarness(t, 0) // the durable's AckWait is 2 s
+	slow := &slowSink{Sink: h.sinks[0], delay: 5 * time.Second, started: make(chan struct{})}
+	h.sinks = []billing.Sink{slow, h.sinks[1]}
+	h.deps.Config.Publisher.Workers = 1
+	t0 := time.Date(2025, 4, 2, 6, 0, 0, 0, time.UTC)
+	want := map[string]events.UsageRecord{}
+	var recs []events.UsageRecord
+	for _, c := range []string{"custA", "custB"} {
+		for n := range 2 {
+			r := record(c, n, "1.5", t0)
+			recs = append(recs, r)
+			want[r.RecordID.String()] = r
+		}
+	}
+	h.publish(t, false, recs...)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var dones []chan error
+	defer func() {
+		cancel()
+		for _, d := range dones {
+			<-d
+		}
+	}()
+	run := func(noRec bool) {
+		p, err := publisher.New(ctx, publisher.Options{Deps: h.deps, Sinks: h.sinks, NoReconciler: noRec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := make(chan error, 1)
+		dones = append(dones, d)
+		go func() { d <- p.Run(ctx) }()
+	}
+	run(false) // replica 1 pulls both customers in one batch
+	select {
+	case <-slow.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery started")
+	}
+	run(true) // replica 2 is idle, ready to take whatever replica 1 lets expire
+	st := h.settled(t, 30*time.Second, want)
+	expectTotal(t, st, want)
+	if n := slow.calls.Load(); n != 2 || st.Deliveries != 2 || st.Replays != 0 {
+		t.Errorf("sink called %d times, receiver saw %d deliveries and %d replays; want 2, 2 and 0 (a batch expired while held)",
+			n, st.Deliveries, st.Replays)
+	}
+}
