@@ -112,10 +112,9 @@ func checkCredentialsCmd(ctx context.Context, io IO, args []string) int {
 	if code, done := parseFlags(fs, io, args); done {
 		return code
 	}
-	cfg, err := loadConfig(*cfgPath, io, *dataDir, "")
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "%s: %v\n", name, err)
-		return service.ExitUsage
+	cfg, code := commandConfig(io, name, *cfgPath, *dataDir)
+	if cfg == nil {
+		return code
 	}
 	if *account == "" {
 		fmt.Fprintf(io.Stderr, "%s: --account is required\n", name)
@@ -126,7 +125,7 @@ func checkCredentialsCmd(ctx context.Context, io IO, args []string) int {
 		fmt.Fprintf(io.Stderr, "%s: account %q is not configured\n", name, *account)
 		return service.ExitUsage
 	}
-	c, code := commandConnect(ctx, io, name, *cfgPath, *dataDir)
+	c, code := commandConnect(ctx, io, name, cfg)
 	if c == nil {
 		return code
 	}

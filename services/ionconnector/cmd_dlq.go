@@ -124,7 +124,11 @@ func dlqSub(ctx context.Context, io IO, sub string, args []string) int {
 		return service.ExitUsage
 	}
 
-	c, code := commandConnect(ctx, io, name, *cfgPath, *dataDir)
+	cfg, code := commandConfig(io, name, *cfgPath, *dataDir)
+	if cfg == nil {
+		return code
+	}
+	c, code := commandConnect(ctx, io, name, cfg)
 	if c == nil {
 		return code
 	}

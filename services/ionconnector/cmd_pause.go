@@ -72,15 +72,14 @@ func pauseResume(ctx context.Context, io IO, name string, args []string) int {
 	if code, done := parseFlags(fs, io, args); done {
 		return code
 	}
-	cfg, err := loadConfig(*cfgPath, io, *dataDir, "")
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "%s: %v\n", name, err)
-		return service.ExitUsage
+	cfg, code := commandConfig(io, name, *cfgPath, *dataDir)
+	if cfg == nil {
+		return code
 	}
 	if !accountFlag(io, name, *account, cfg) {
 		return service.ExitUsage
 	}
-	c, code := commandConnect(ctx, io, name, *cfgPath, *dataDir)
+	c, code := commandConnect(ctx, io, name, cfg)
 	if c == nil {
 		return code
 	}

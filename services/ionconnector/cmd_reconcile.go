@@ -41,7 +41,11 @@ func reconcileCmd(ctx context.Context, io IO, args []string) int {
 	if !accountPeriodFlags(io, "reconcile", *account, *period) {
 		return service.ExitUsage
 	}
-	c, code := commandConnect(ctx, io, "reconcile", *cfgPath, *dataDir)
+	cfg, code := commandConfig(io, "reconcile", *cfgPath, *dataDir)
+	if cfg == nil {
+		return code
+	}
+	c, code := commandConnect(ctx, io, "reconcile", cfg)
 	if c == nil {
 		return code
 	}

@@ -135,18 +135,16 @@ func replayCmd(ctx context.Context, io IO, args []string) int {
 			}
 		}
 	}
-	cfg, err := loadConfig(*cfgPath, io, *dataDir, "")
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "%s: %v\n", name, err)
-		return service.ExitUsage
+	cfg, code := commandConfig(io, name, *cfgPath, *dataDir)
+	if cfg == nil {
+		return code
 	}
-	c, code := commandConnect(ctx, io, name, *cfgPath, *dataDir)
+	c, code := commandConnect(ctx, io, name, cfg)
 	if c == nil {
 		return code
 	}
 	defer c.Close()
-	logger := slog.New(slog.NewTextHandler(io.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	counts, err := replayTransform(ctx, cfg, c, logger, *subject, start, *fromSeq, newReplayProgress(io.Stderr))
+	counts, err := replayTransform(ctx, cfg, c, c.Logger, *subject, start, *fromSeq, newReplayProgress(io.Stderr))
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "%s: %v\n", name, err)
 		return service.ExitFailed

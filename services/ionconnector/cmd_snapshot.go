@@ -40,7 +40,11 @@ func snapshotCmd(ctx context.Context, io IO, args []string) int {
 		fmt.Fprintln(io.Stderr, "snapshot: --out is required")
 		return service.ExitUsage
 	}
-	c, code := commandConnect(ctx, io, "snapshot", *cfgPath, *dataDir)
+	cfg, code := commandConfig(io, "snapshot", *cfgPath, *dataDir)
+	if cfg == nil {
+		return code
+	}
+	c, code := commandConnect(ctx, io, "snapshot", cfg)
 	if c == nil {
 		return code
 	}

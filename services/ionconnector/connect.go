@@ -22,6 +22,7 @@ type cmdConn struct {
 	NC       *nats.Conn
 	JS       jetstream.JetStream
 	Embedded *bus.Embedded // the data dir opened in process; nil with NATS_URL
+	Logger   *slog.Logger  // set by commandConnect
 	closers  []func()
 }
 
@@ -95,16 +96,23 @@ func connectForCommand(ctx context.Context, cfg *config.Config, logger *slog.Log
 	return c, nil
 }
 
-// commandConnect loads the config (flags win over the file), connects with connectForCommand
-// and reports problems on stderr; code is the exit code to return when c is nil.
-func commandConnect(ctx context.Context, io IO, name, cfgPath, dataDir string) (c *cmdConn, code int) {
+// commandConfig loads an operator command's config (flags win over the file), printing the
+// error and returning its exit code when it cannot.
+func commandConfig(io IO, name, cfgPath, dataDir string) (*config.Config, int) {
 	cfg, err := loadConfig(cfgPath, io, dataDir, "")
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "%s: %v\n", name, err)
 		return nil, service.ExitUsage
 	}
+	return cfg, 0
+}
+
+// commandConnect connects an operator command with connectForCommand and maps failures to exit
+// codes: 2 when the store belongs to a running process (use its listener), else 1. The
+// connection carries the warn-level logger commands hand to what they call.
+func commandConnect(ctx context.Context, io IO, name string, cfg *config.Config) (*cmdConn, int) {
 	logger := slog.New(slog.NewTextHandler(io.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err = connectForCommand(ctx, cfg, logger)
+	c, err := connectForCommand(ctx, cfg, logger)
 	if err != nil {
 		msg := err.Error()
 		if errors.Is(err, errStoreInUse) {
@@ -115,6 +123,7 @@ func commandConnect(ctx context.Context, io IO, name, cfgPath, dataDir string) (
 		fmt.Fprintf(io.Stderr, "%s: %s\n", name, msg)
 		return nil, service.ExitFailed
 	}
+	c.Logger = logger
 	return c, 0
 }
 

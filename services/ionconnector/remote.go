@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -30,22 +28,13 @@ func (d *deployment) Close() { d.conn.Close() }
 // running ionconnector through its loopback listener. A data dir that no process holds has no
 // services working on it, so a request would wait forever: that is refused (exit 2).
 func connectDeployment(ctx context.Context, io IO, name, cfgPath, dataDir string) (*deployment, int) {
-	cfg, err := loadConfig(cfgPath, io, dataDir, "")
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "%s: %v\n", name, err)
-		return nil, service.ExitUsage
+	cfg, code := commandConfig(io, name, cfgPath, dataDir)
+	if cfg == nil {
+		return nil, code
 	}
-	logger := slog.New(slog.NewTextHandler(io.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err := connectForCommand(ctx, cfg, logger)
-	if err != nil {
-		msg := err.Error()
-		if errors.Is(err, errStoreInUse) {
-			msg = strings.Replace(msg, "<command> [flags]", name+" [flags]", 1)
-			fmt.Fprintf(io.Stderr, "%s: %s\n", name, msg)
-			return nil, service.ExitUsage
-		}
-		fmt.Fprintf(io.Stderr, "%s: %s\n", name, msg)
-		return nil, service.ExitFailed
+	c, code := commandConnect(ctx, io, name, cfg)
+	if c == nil {
+		return nil, code
 	}
 	if c.Embedded != nil {
 		c.Close()
@@ -54,7 +43,7 @@ func connectDeployment(ctx context.Context, io IO, name, cfgPath, dataDir string
 			name, cfg.Embedded.DataDir)
 		return nil, service.ExitUsage
 	}
-	return &deployment{conn: c, cfg: cfg, deps: service.Deps{Config: cfg, Logger: logger, Conn: c.NC, JS: c.JS}}, 0
+	return &deployment{conn: c, cfg: cfg, deps: service.Deps{Config: cfg, Logger: c.Logger, Conn: c.NC, JS: c.JS}}, 0
 }
 
 // modeFor is the source mode of a request for account: explicit, else the account's auth in
