@@ -186,42 +186,10 @@ func (s *Service) client(ctx context.Context, acct string) (*ion.Client, error) 
 	if !ok {
 		return nil, fmt.Errorf("account %q is not configured", acct)
 	}
-	ic := s.deps.Config.Ion
-	o := ion.Options{
-		BaseURL: a.IonURL, Account: a.ID, HTTPClient: s.http,
-		Timeout: ic.Timeout, MaxRetries: ic.MaxRetries, RequestsPerSecond: ic.RequestsPerSecond, Burst: ic.Burst,
-		Logger: s.deps.Logger,
-	}
-	if o.MaxRetries == 0 {
-		o.MaxRetries = -1 // config 0 means none; ion's 0 would mean its default
-	}
-	switch a.Auth {
-	case "v3":
-		keyText, err := s.deps.Config.TokenKey()
-		if err != nil {
-			return nil, err
-		}
-		key, err := ion.ParseKey([]byte(keyText.Reveal()))
-		if err != nil {
-			return nil, err
-		}
-		store, err := ion.NewKVTokenStore(s.tokens, key)
-		if err != nil {
-			return nil, err
-		}
-		rt, err := a.RefreshToken()
-		if err != nil {
-			return nil, err
-		}
-		o.V3 = &ion.V3Auth{RefreshToken: rt.Reveal(), Store: store, Holder: s.opts.Holder}
-	default:
-		k, sec, err := a.APIKey()
-		if err != nil {
-			return nil, err
-		}
-		o.V1 = &ion.V1Auth{APIKey: k.Reveal(), APISecret: sec.Reveal()}
-	}
-	c, err := ion.New(o)
+	c, err := NewIonClient(IonClientOptions{
+		Config: s.deps.Config, Account: a, Tokens: s.tokens, Holder: s.opts.Holder,
+		HTTPClient: s.http, Logger: s.deps.Logger,
+	})
 	if err != nil {
 		return nil, err
 	}

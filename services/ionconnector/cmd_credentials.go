@@ -10,8 +10,8 @@ import (
 
 	"github.com/ionusage/connector/pkg/bus"
 	"github.com/ionusage/connector/pkg/config"
-	"github.com/ionusage/connector/pkg/ion"
 	"github.com/ionusage/connector/pkg/service"
+	"github.com/ionusage/connector/services/fetcher"
 )
 
 func init() {
@@ -37,42 +37,15 @@ type credentialCheck struct {
 func checkCredentials(ctx context.Context, cfg *config.Config, js jetstream.JetStream, a config.Account) credentialCheck {
 	res := credentialCheck{Account: a.ID, Auth: a.Auth}
 	fail := func(err error) credentialCheck { res.Error = err.Error(); return res }
-	ic := cfg.Ion
-	o := ion.Options{BaseURL: a.IonURL, Account: a.ID, Timeout: ic.Timeout, MaxRetries: ic.MaxRetries,
-		RequestsPerSecond: ic.RequestsPerSecond, Burst: ic.Burst}
-	if o.MaxRetries == 0 {
-		o.MaxRetries = -1
-	}
+	var tokens jetstream.KeyValue
 	if a.Auth == config.AuthV3 {
-		keyText, err := cfg.TokenKey()
-		if err != nil {
-			return fail(err)
-		}
-		key, err := ion.ParseKey([]byte(keyText.Reveal()))
-		if err != nil {
-			return fail(err)
-		}
 		kv, err := js.KeyValue(ctx, bus.BucketTokens)
 		if err != nil {
 			return fail(fmt.Errorf("KV bucket %s: %w", bus.BucketTokens, err))
 		}
-		store, err := ion.NewKVTokenStore(kv, key)
-		if err != nil {
-			return fail(err)
-		}
-		rt, err := a.RefreshToken()
-		if err != nil {
-			return fail(err)
-		}
-		o.V3 = &ion.V3Auth{RefreshToken: rt.Reveal(), Store: store, Holder: "ionconnector-cli"}
-	} else {
-		k, sec, err := a.APIKey()
-		if err != nil {
-			return fail(err)
-		}
-		o.V1 = &ion.V1Auth{APIKey: k.Reveal(), APISecret: sec.Reveal()}
+		tokens = kv
 	}
-	c, err := ion.New(o)
+	c, err := fetcher.NewIonClient(fetcher.IonClientOptions{Config: cfg, Account: a, Tokens: tokens, Holder: "ionconnector-cli"})
 	if err != nil {
 		return fail(err)
 	}
