@@ -549,20 +549,8 @@ func TestV1BasicAuth(t *testing.T) {
 	}
 }
 
-func TestReadSecretFileAndKey(t *testing.T) {
+func TestParseKey(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	p := dir + "/s"
-	if err := writeFile(p, "  tok-123\n"); err != nil {
-		t.Fatal(err)
-	}
-	if s, err := ReadSecretFile(p); err != nil || s != "tok-123" {
-		t.Fatalf("%q %v", s, err)
-	}
-	_, err := ReadSecretFile(dir + "/missing")
-	if err == nil || !strings.Contains(err.Error(), "missing") {
-		t.Fatal(err)
-	}
 	raw := strings.Repeat("k", 32)
 	hexKey := strings.Repeat("ab", 32)
 	b64 := "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="
