@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ionusage/connector/pkg/atomicfile"
 	"github.com/ionusage/connector/pkg/events"
 )
 
@@ -209,42 +210,8 @@ func (s *CSVSink) Deliver(ctx context.Context, p Payload, _ []byte) (events.Sink
 	if _, err := os.Stat(path); err == nil {
 		return events.SinkResult{Sink: s.o.Name, Result: events.SinkDuplicate, Ref: name}, nil
 	}
-	if err := WriteFileAtomic(path, func(w io.Writer) error { return WriteFOCUSCSV(w, p.Records) }); err != nil {
+	if err := atomicfile.Write(path, func(w io.Writer) error { return WriteFOCUSCSV(w, p.Records) }); err != nil {
 		return events.SinkResult{}, fmt.Errorf("billing: csv sink: %w", err)
 	}
 	return events.SinkResult{Sink: s.o.Name, Result: events.SinkAccepted, Ref: name}, nil
-}
-
-// WriteFileAtomic writes path through a temp file in the same directory: write, fsync, rename,
-// fsync the directory. A reader never sees a partial file, and a crash leaves at most a temp file.
-func WriteFileAtomic(path string, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err = write(f); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

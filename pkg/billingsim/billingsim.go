@@ -18,6 +18,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/ionusage/connector/pkg/atomicfile"
 	"github.com/ionusage/connector/pkg/billing"
 )
 
@@ -142,7 +143,7 @@ func (s *Server) save() error {
 	if s.o.StateFile == "" {
 		return nil
 	}
-	return billing.WriteFileAtomic(s.o.StateFile, func(w io.Writer) error {
+	return atomicfile.Write(s.o.StateFile, func(w io.Writer) error {
 		return json.NewEncoder(w).Encode(persisted{Keys: s.keys, Seen: s.seen, State: s.st})
 	})
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/ionusage/connector/pkg/atomicfile"
 	"github.com/ionusage/connector/pkg/billing"
 	"github.com/ionusage/connector/pkg/events"
 	"github.com/ionusage/connector/pkg/service"
@@ -69,5 +70,5 @@ func snapshotCmd(ctx context.Context, io IO, args []string) int {
 
 // writeSnapshot writes recs as one FOCUS CSV, atomically (temp file + rename).
 func writeSnapshot(path string, recs []events.UsageRecord) error {
-	return billing.WriteFileAtomic(path, func(w io.Writer) error { return billing.WriteFOCUSCSV(w, recs) })
+	return atomicfile.Write(path, func(w io.Writer) error { return billing.WriteFOCUSCSV(w, recs) })
 }
