@@ -11,6 +11,12 @@ func DecodeReportData(body io.Reader, cols []ReportColumn, fn func(Row) error) (
 	return decodeReportData(body, "stored report data", cols, false, fn)
 }
 
+// DecodeReportDataTransient is DecodeReportData handing fn a row whose Values the next row
+// overwrites, sparing an allocation per row: fn copies what it keeps.
+func DecodeReportDataTransient(body io.Reader, cols []ReportColumn, fn func(Row) error) (ReportMeta, error) {
+	return decodeReportDataOpts(body, "stored report data", cols, decodeOpts{reuse: true}, fn)
+}
+
 // DecodeReportCSV decodes a stored POST …/reports/{id}/reportDataCsv response body, by position
 // against the columns that were requested once the header row has been checked to name them in
 // that order. Subtotal rows are skipped.

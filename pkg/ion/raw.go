@@ -59,6 +59,50 @@ func (c *Client) ReportDataRaw(ctx context.Context, reportID string, req ReportR
 	return out, err
 }
 
+// ReportPage is one report data response kept for storage: the bytes as Ion sent them, and
+// what the body says about itself. Its rows went to the caller's function as they decoded.
+type ReportPage struct {
+	Endpoint string         // "POST /api/v3/accounts/{a}/reports/{id}/data"
+	Request  []byte         // the JSON body sent, with the resolved column list
+	Columns  []ReportColumn // the requested columns, in value order
+	Meta     ReportMeta
+	Body     *Body // the response bytes, verbatim; Release it when done
+}
+
+// ReportDataPage is ReportDataRaw for pages of any size: rows are not collected but handed to
+// fn while the body decodes, and the body is held in pooled chunks rather than one growing
+// slice. The Row given to fn is overwritten by the next one: fn copies what it keeps. begin
+// is called before each attempt's first row, so a caller restarting what it accumulates there
+// ends with the rows of the one attempt that succeeded (a cut body is fetched again).
+func (c *Client) ReportDataPage(ctx context.Context, reportID string, req ReportRequest, begin func(), fn func(Row) error) (ReportPage, error) {
+	r, cols, body, err := c.prepareReport(ctx, reportID, req)
+	if err != nil {
+		return ReportPage{}, err
+	}
+	path := c.v3("/reports/%s/data", url.PathEscape(string(r.ReportID)))
+	out := ReportPage{Endpoint: http.MethodPost + " " + path, Request: body, Columns: cols}
+	err = c.do(ctx, call{
+		method: http.MethodPost, path: path, body: body, auth: authV3,
+		handle: func(resp *http.Response) error {
+			b, err := ReadBody(resp.Body, MaxRawBody)
+			if errors.Is(err, ErrBodyTooLarge) {
+				return &BodyError{Path: path, Reason: fmt.Sprintf("body larger than %d bytes", MaxRawBody)}
+			} else if err != nil {
+				return &BodyError{Path: path, Reason: "read body: " + err.Error()}
+			}
+			begin()
+			meta, err := decodeReportDataOpts(b.Reader(), path, cols, decodeOpts{subtotals: req.IncludeSubtotals, reuse: true}, fn)
+			if err != nil {
+				b.Release()
+				return retryableBody(err, path)
+			}
+			out.Body, out.Meta = b, meta
+			return nil
+		},
+	})
+	return out, err
+}
+
 // RawAzurePlan is one v1 azureplan response.
 type RawAzurePlan struct {
 	Endpoint string            // "GET /api/v1/reports/billing/azureplan"

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
 )
@@ -22,6 +23,16 @@ type Value struct {
 	Time     time.Time       // DATE
 	Link     string          // INTERNAL_LINK
 	Null     bool            // no value was present
+	canon    bool            // Text is Number.String() (a number sent as a number)
+}
+
+// NumberText is Number.String(), without formatting the number again when Text already is
+// that (which is most cells: formatting a decimal was a tenth of a page's decode).
+func (v Value) NumberText() string {
+	if v.canon {
+		return v.Text
+	}
+	return v.Number.String()
 }
 
 // Row is one report row. Values are in the order of the requested columns.
@@ -35,12 +46,21 @@ func (r Row) Columns() []ReportColumn { return r.cols }
 
 // Get returns the value of the column with the given template key (or id).
 func (r Row) Get(key string) (Value, bool) {
-	for i, c := range r.cols {
-		if i < len(r.Values) && (c.Key() == key || string(c.ID) == key || c.ColumnTemplateID == key) {
-			return r.Values[i], true
-		}
+	if i := ColumnIndex(r.cols, key); i >= 0 && i < len(r.Values) {
+		return r.Values[i], true
 	}
 	return Value{Null: true}, false
+}
+
+// ColumnIndex is the position of the first column whose template key, id or column template id
+// is key (what Row.Get looks up), or -1: a caller reading many rows finds it once.
+func ColumnIndex(cols []ReportColumn, key string) int {
+	for i, c := range cols {
+		if c.Key() == key || string(c.ID) == key || c.ColumnTemplateID == key {
+			return i
+		}
+	}
+	return -1
 }
 
 // String returns the text of a column ("" if absent).
@@ -76,14 +96,26 @@ var subtotalMarkers = []string{"total", "subtotal", "sub total", "sub-total", "g
 //     has at least its customer grouping (the fetcher always selects customer_id).
 //
 // Rows without any grouping column in the selection are always leaves.
-func IsSubtotal(r Row) bool {
+func IsSubtotal(r Row) bool { return isSubtotal(r, nil) }
+
+// aggregated is Aggregated of each column, worked out once per page rather than per cell.
+func aggregated(cols []ReportColumn) []bool {
+	agg := make([]bool, len(cols))
+	for i, c := range cols {
+		agg[i] = c.Aggregated()
+	}
+	return agg
+}
+
+// isSubtotal is IsSubtotal with the columns' aggregated flags (nil: ask each column).
+func isSubtotal(r Row, agg []bool) bool {
 	grouping, nonEmpty, measures := 0, 0, 0
 	for i, c := range r.cols {
 		if i >= len(r.Values) {
 			break
 		}
 		v := r.Values[i]
-		if c.Aggregated() {
+		if (agg == nil && c.Aggregated()) || (agg != nil && agg[i]) {
 			if !v.Null {
 				measures++
 			}
@@ -102,6 +134,19 @@ func IsSubtotal(r Row) bool {
 }
 
 func isTotalMarker(t string) bool {
+	if isASCII(t) {
+		// Every grouping cell of every row passes here: compare without lowering a copy.
+		for _, m := range subtotalMarkers {
+			if len(t) < len(m) || !strings.EqualFold(t[:len(m)], m) {
+				continue
+			}
+			rest := t[len(m):]
+			if rest == "" || rest[0] == ':' || hasPrefixFold(rest, " for ") || strings.HasPrefix(rest, " (") {
+				return true
+			}
+		}
+		return false
+	}
 	l := strings.ToLower(t)
 	for _, m := range subtotalMarkers {
 		if l == m || strings.HasPrefix(l, m+":") || strings.HasPrefix(l, m+" for ") || strings.HasPrefix(l, m+" (") {
@@ -111,6 +156,19 @@ func isTotalMarker(t string) bool {
 	return false
 }
 
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // maxDepth bounds nesting while skipping unknown JSON, so hostile input cannot exhaust memory
 // through the skip path.
 const maxDepth = 64
@@ -118,6 +176,17 @@ const maxDepth = 64
 // decodeReportData streams a GetReportDataResponse:
 // {report, results:{rows:[{values:[…]}]}, resultCount, availableRowsCount, cacheTimestamp}.
 func decodeReportData(body io.Reader, path string, cols []ReportColumn, subtotals bool, fn func(Row) error) (ReportMeta, error) {
+	return decodeReportDataOpts(body, path, cols, decodeOpts{subtotals: subtotals}, fn)
+}
+
+type decodeOpts struct {
+	subtotals bool // hand subtotal rows to fn too
+	// reuse hands fn rows whose Values the next row overwrites (fn copies what it keeps),
+	// sparing an allocation per row.
+	reuse bool
+}
+
+func decodeReportDataOpts(body io.Reader, path string, cols []ReportColumn, opts decodeOpts, fn func(Row) error) (ReportMeta, error) {
 	var meta ReportMeta
 	dec := json.NewDecoder(body)
 	dec.UseNumber()
@@ -141,7 +210,7 @@ func decodeReportData(body io.Reader, path string, cols []ReportColumn, subtotal
 		}
 		switch key {
 		case "results":
-			if err := decodeResults(dec, cols, subtotals, &meta, fn); err != nil {
+			if err := decodeResults(dec, cols, opts, &meta, fn); err != nil {
 				return meta, badErr(err)
 			}
 		case "resultCount", "result_count":
@@ -186,7 +255,7 @@ type callbackError struct{ err error }
 
 func (e callbackError) Error() string { return e.err.Error() }
 
-func decodeResults(dec *json.Decoder, cols []ReportColumn, subtotals bool, meta *ReportMeta, fn func(Row) error) error {
+func decodeResults(dec *json.Decoder, cols []ReportColumn, opts decodeOpts, meta *ReportMeta, fn func(Row) error) error {
 	t, err := dec.Token()
 	if err != nil {
 		return err
@@ -218,24 +287,42 @@ func decodeResults(dec *json.Decoder, cols []ReportColumn, subtotals bool, meta 
 		if d, ok := t.(json.Delim); !ok || d != '[' {
 			return fmt.Errorf("rows: want an array")
 		}
+		agg := aggregated(cols)
+		var (
+			rowJSON json.RawMessage // reused: Decode appends into it
+			scratch []rawValue
+			values  []Value
+		)
 		for dec.More() {
 			// One row at a time: memory is bounded by the widest row, not the report.
-			var raw struct {
-				Values []rawValue `json:"values"`
-			}
-			if err := dec.Decode(&raw); err != nil {
+			if err := dec.Decode(&rowJSON); err != nil {
 				return err
 			}
-			row, err := makeRow(cols, raw.Values)
+			raws, ok := fastRowValues(rowJSON, scratch)
+			scratch = raws
+			if !ok {
+				var raw struct {
+					Values []rawValue `json:"values"`
+				}
+				if err := json.Unmarshal(rowJSON, &raw); err != nil {
+					return err
+				}
+				raws = raw.Values
+			}
+			if !opts.reuse {
+				values = nil
+			}
+			row, err := makeRow(cols, raws, values)
 			if err != nil {
 				return err
 			}
+			values = row.Values
 			meta.Rows++
-			sub := IsSubtotal(row)
+			sub := isSubtotal(row, agg)
 			if sub {
 				meta.Subtotals++
 			}
-			if sub && !subtotals {
+			if sub && !opts.subtotals {
 				continue
 			}
 			if err := fn(row); err != nil {
@@ -249,11 +336,15 @@ func decodeResults(dec *json.Decoder, cols []ReportColumn, subtotals bool, meta 
 	return expectDelim(dec, '}')
 }
 
-func makeRow(cols []ReportColumn, raws []rawValue) (Row, error) {
+// makeRow converts raws into dst's storage when it is large enough.
+func makeRow(cols []ReportColumn, raws []rawValue, dst []Value) (Row, error) {
 	if len(cols) > 0 && len(raws) != len(cols) {
 		return Row{}, fmt.Errorf("row has %d values for %d columns", len(raws), len(cols))
 	}
-	row := Row{cols: cols, Values: make([]Value, len(raws))}
+	if cap(dst) < len(raws) {
+		dst = make([]Value, len(raws))
+	}
+	row := Row{cols: cols, Values: dst[:len(raws)]}
 	for i, rv := range raws {
 		v, err := rv.value()
 		if err != nil {
@@ -277,6 +368,9 @@ type rawValue struct {
 		Link string `json:"link"`
 		Text string `json:"text"`
 	} `json:"internalLinkValue"`
+	// The fast path's stringValue, without the pointer's allocation (hasStr: not null).
+	str    string
+	hasStr bool
 }
 
 func isNull(b json.RawMessage) bool {
@@ -293,14 +387,18 @@ func (rv rawValue) value() (Value, error) {
 			CurrencyCode string          `json:"currencyCode"`
 			Value        json.RawMessage `json:"value"`
 		}
-		if err := json.Unmarshal(rv.MoneyValue, &m); err != nil {
-			return v, fmt.Errorf("moneyValue: want an object")
+		var ok bool
+		if m.Currency, m.CurrencyCode, m.Value, ok = fastMoney(rv.MoneyValue); !ok {
+			m.Currency, m.CurrencyCode, m.Value = "", "", nil
+			if err := json.Unmarshal(rv.MoneyValue, &m); err != nil {
+				return v, fmt.Errorf("moneyValue: want an object")
+			}
 		}
-		n, err := parseDecimalJSON(orNull(m.Value))
+		n, text, err := parseDecimalJSONText(orNull(m.Value))
 		if err != nil {
 			return v, err
 		}
-		v.Number, v.Currency, v.Text = n, m.Currency, n.String()
+		v.Number, v.Currency, v.Text, v.canon = n, m.Currency, text, true
 		if v.Currency == "" {
 			v.Currency = m.CurrencyCode
 		}
@@ -313,11 +411,11 @@ func (rv rawValue) value() (Value, error) {
 		if isNull(raw) {
 			raw, kind = rv.IntValue, "INT"
 		}
-		n, err := parseDecimalJSON(raw)
+		n, text, err := parseDecimalJSONText(raw)
 		if err != nil {
 			return v, err
 		}
-		v.Number, v.Text = n, n.String()
+		v.Number, v.Text, v.canon = n, text, true
 		if v.Type == "" {
 			v.Type = kind
 		}
@@ -344,8 +442,11 @@ func (rv rawValue) value() (Value, error) {
 		if v.Type == "" {
 			v.Type = "INTERNAL_LINK"
 		}
-	case rv.StringValue != nil:
-		v.Text = *rv.StringValue
+	case rv.StringValue != nil || rv.hasStr:
+		v.Text = rv.str
+		if rv.StringValue != nil {
+			v.Text = *rv.StringValue
+		}
 		if v.Type == "" {
 			v.Type = "STRING"
 		}

@@ -76,6 +76,57 @@ func parseDecimalJSON(b []byte) (decimal.Decimal, error) {
 	return parseDecimal(s)
 }
 
+// parseDecimalJSONText is parseDecimalJSON that also returns the number's String(), taken
+// from the input when it is already in that form.
+func parseDecimalJSONText(b []byte) (decimal.Decimal, string, error) {
+	s, err := scalarText(b)
+	if err != nil {
+		return decimal.Decimal{}, "", fmt.Errorf("ion: decimal: %w", err)
+	}
+	n, err := parseDecimal(s)
+	if err != nil {
+		return n, "", err
+	}
+	if isCanonicalDecimal(s) {
+		return n, s, nil
+	}
+	return n, n.String(), nil
+}
+
+// isCanonicalDecimal reports whether decimal.Decimal.String gives s back for the number s:
+// -?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?, but not "-0".
+func isCanonicalDecimal(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+		if i == len(s) {
+			return s == "0" // "-0" prints as "0"
+		}
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i == len(s) {
+		return true
+	}
+	if s[i] != '.' || s[len(s)-1] == '0' || i+1 == len(s) {
+		return false
+	}
+	for i++; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // maxExponent bounds decimal exponents accepted from the wire.
 const maxExponent = 64
 
@@ -146,12 +197,21 @@ func scalarText(b []byte) (string, error) {
 	case bytes.Equal(b, []byte("null")):
 		return "", nil
 	case b[0] == '"':
+		// Most strings need no unescaping: read them in place (encoding/json's own copy of
+		// the bytes cost a reflective call per cell).
+		sc := scan{b: b}
+		if raw, plain, ok := sc.str(); ok && plain && sc.i == len(b) {
+			return strings.TrimSpace(string(raw)), nil
+		}
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return "", fmt.Errorf("bad string")
 		}
 		return strings.TrimSpace(s), nil
 	case b[0] == '-' || (b[0] >= '0' && b[0] <= '9'):
+		if isJSONNumber(b) {
+			return string(b), nil // what json.Number holds
+		}
 		var n json.Number
 		if err := json.Unmarshal(b, &n); err != nil {
 			return "", fmt.Errorf("bad number")
@@ -162,6 +222,45 @@ func scalarText(b []byte) (string, error) {
 	default:
 		return "", fmt.Errorf("want a string or number, got %s", jsonKind(b[0]))
 	}
+}
+
+// isJSONNumber reports whether b is exactly one JSON number:
+// -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
+func isJSONNumber(b []byte) bool {
+	i := 0
+	digits := func() int {
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(b)
 }
 
 func jsonKind(c byte) string {

@@ -96,7 +96,8 @@ func parseV3Request(raw json.RawMessage) (v3Request, error) {
 func decodeV3JSON(req v3Request, body []byte) (decoded, error) {
 	var out decoded
 	out.Currency = req.Currency
-	meta, err := ion.DecodeReportData(bytes.NewReader(body), req.Columns, func(r ion.Row) error {
+	// lineFromRow copies each cell's text, so the decoder may reuse one row's values.
+	meta, err := ion.DecodeReportDataTransient(bytes.NewReader(body), req.Columns, func(r ion.Row) error {
 		out.Lines = append(out.Lines, lineFromRow(len(out.Lines)+1, r))
 		return nil
 	})

@@ -2,6 +2,7 @@
 package transformer
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"github.com/ionusage/connector/pkg/bus"
 	"github.com/ionusage/connector/pkg/config"
 	"github.com/ionusage/connector/pkg/events"
+	"github.com/ionusage/connector/pkg/ion"
 	"github.com/ionusage/connector/pkg/service"
 	"github.com/ionusage/connector/pkg/usage"
 )
@@ -182,7 +184,7 @@ func (t *Transformer) readBody(ctx context.Context, page events.RawPage) ([]byte
 		}
 		return nil, fmt.Errorf("%w: bucket %q: %w", errBody, ref.Bucket, err)
 	}
-	b, err := store.GetBytes(ctx, ref.Name)
+	b, err := getObject(ctx, store, ref)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrObjectNotFound) {
 			// The fetcher stores a body before publishing its event: a missing one is lost.
@@ -196,4 +198,22 @@ func (t *Transformer) readBody(ctx context.Context, page events.RawPage) ([]byte
 			errBody, ref.Bucket, ref.Name, got, len(b), ref.SHA256, ref.Size))
 	}
 	return b, nil
+}
+
+// getObject is ObjectStore.GetBytes reading into a buffer sized from the reference once:
+// growing it by doubling copied a multi-megabyte page about twice and left that as garbage.
+func getObject(ctx context.Context, store jetstream.ObjectStore, ref *events.ObjectRef) ([]byte, error) {
+	r, err := store.Get(ctx, ref.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var buf bytes.Buffer
+	if ref.Size > 0 && ref.Size <= ion.MaxRawBody {
+		buf.Grow(int(ref.Size) + bytes.MinRead) // ReadFrom wants MinRead free to see the end
+	}
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
