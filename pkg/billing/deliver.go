@@ -35,27 +35,29 @@ type Hooks struct {
 	AfterSinks func(deliveryID uuid.UUID) error
 }
 
-// ChargeClassFunc decides ChargeClass for an accepted revision. The default returns nil:
-// Correction rows for closed periods (DESIGN.md "Periods and money") are a later issue, which
-// plugs in here with the account's closing day and the held revision it corrects.
-type ChargeClassFunc func(rec events.UsageRecord, held *Held) (*string, error)
-
 // DelivererOptions configures NewDeliverer.
 type DelivererOptions struct {
-	Ledger      *Ledger
-	Sinks       []Sink
-	Load        RecordLoader
-	Receipt     func(ctx context.Context, d events.Delivery) error // publishes billing.v1.delivery
-	ChargeClass ChargeClassFunc
-	Hooks       Hooks
-	Logger      *slog.Logger
-	Now         func() time.Time
+	Ledger  *Ledger
+	Sinks   []Sink
+	Load    RecordLoader
+	Receipt func(ctx context.Context, d events.Delivery) error // publishes billing.v1.delivery
+	// ClosingDay gives an account's closing day: a revision accepted after its period closed is
+	// delivered as a Correction delta row (correction.go). nil: periods never close.
+	ClosingDay ClosingDayFunc
+	Hooks      Hooks
+	Logger     *slog.Logger
+	Now        func() time.Time // the acceptance clock: decides whether a period is closed
 }
 
 // Deliverer runs the ledger protocol: pending → every sink → per-sink done → commit → receipt.
+// The commit marks the last sink done, and the queued receipt is cleared by the next write, so
+// a delivery to one sink writes its partition twice.
 type Deliverer struct {
 	o     DelivererOptions
 	locks sync.Map // partition key → *sync.Mutex: one delivery per partition per process
+	// published is partition key → id of the last receipt this process published, so that the
+	// receipt left queued in the ledger is not published again by the next delivery.
+	published sync.Map
 }
 
 // NewDeliverer checks the options.
@@ -82,9 +84,6 @@ func NewDeliverer(o DelivererOptions) (*Deliverer, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("billing: deliverer options: %w", err)
-	}
-	if o.ChargeClass == nil {
-		o.ChargeClass = func(events.UsageRecord, *Held) (*string, error) { return nil, nil }
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -127,14 +126,13 @@ func (d *Deliverer) Deliver(ctx context.Context, account, period, customer strin
 		if err != nil {
 			return out, err
 		}
-		if p.Receipt != nil {
-			if err := d.publishReceipt(ctx, p, rev); err != nil {
-				if errors.Is(err, ErrConflict) {
-					continue
-				}
+		// A committed delivery's receipt stays queued in the value until the partition's next
+		// write clears it (one write less per delivery); publishing it is idempotent.
+		queued := p.Receipt != nil
+		if queued {
+			if err := d.publishReceipt(ctx, p); err != nil {
 				return out, err
 			}
-			continue
 		}
 		if p.Pending != nil {
 			// An earlier attempt (ours, crashed, or another replica's) stopped after writing
@@ -153,11 +151,28 @@ func (d *Deliverer) Deliver(ctx context.Context, account, period, customer strin
 			}
 			continue
 		}
-		members, skipped, dead, err := d.choose(p, items)
+		members, quiet, skipped, dead, err := d.choose(ctx, p, items)
 		if err != nil {
 			return out, err
 		}
+		if len(quiet) > 0 {
+			// Zero-delta corrections have no row to deliver: the ledger takes them at once, and
+			// the next round chooses the rest against the updated partition.
+			if err := d.commitQuiet(ctx, p, rev, quiet); err != nil && !errors.Is(err, ErrConflict) {
+				return out, err
+			}
+			continue
+		}
 		if len(members) == 0 {
+			if queued {
+				// Nothing else to write: clear the receipt now, or every later load of this
+				// partition in another process publishes it again.
+				if _, err := d.o.Ledger.Save(ctx, p, rev); errors.Is(err, ErrConflict) {
+					continue
+				} else if err != nil {
+					return out, err
+				}
+			}
 			out.Skipped, out.Dead = skipped, dead
 			return out, nil
 		}
@@ -189,15 +204,16 @@ func (d *Deliverer) Deliver(ctx context.Context, account, period, customer strin
 func deliveryID(ms []Member) uuid.UUID {
 	dr := make([]events.DeliveredRecord, len(ms))
 	for i, m := range ms {
-		dr[i] = events.DeliveredRecord{RecordID: m.RecordID, Revision: m.Revision, RevisionSeq: m.Seq, Replaces: m.Replaces}
+		dr[i] = m.row()
 	}
 	return events.DeliveryID(dr)
 }
 
 // choose picks the revisions to deliver: per record id the newest as-of among items, and
 // only if it is newer than what the ledger holds; an identical revision is skipped (and
-// returned in dead when the ledger holds it as dead-lettered).
-func (d *Deliverer) choose(p *Partition, items []Item) ([]Member, int, []Item, error) {
+// returned in dead when the ledger holds it as dead-lettered). A revision of a closed period
+// becomes a Correction member, or a quiet one when its delta is zero (no row, ledger only).
+func (d *Deliverer) choose(ctx context.Context, p *Partition, items []Item) (ms, quiet []Member, skipped int, dead []Item, err error) {
 	best := map[uuid.UUID]Item{}
 	for _, it := range items {
 		r := it.Record
@@ -206,9 +222,11 @@ func (d *Deliverer) choose(p *Partition, items []Item) ([]Member, int, []Item, e
 			best[r.RecordID] = it
 		}
 	}
-	skipped := len(items) - len(best)
-	var ms []Member
-	var dead []Item
+	skipped = len(items) - len(best)
+	cl, err := d.closure(p)
+	if err != nil {
+		return nil, nil, 0, nil, err
+	}
 	for _, it := range best {
 		r := it.Record
 		id := r.RecordID.String()
@@ -226,22 +244,44 @@ func (d *Deliverer) choose(p *Partition, items []Item) ([]Member, int, []Item, e
 		}
 		m := Member{RecordID: r.RecordID, Revision: r.Revision, Seq: 1, AsOf: r.FetchedAt.UTC(),
 			Currency: r.BillingCurrency, Billed: r.BilledCost, StreamSeq: it.StreamSeq}
-		var hp *Held
 		if ok {
-			hp = &held
 			m.Seq = held.Seq + 1
 			rep := held.Revision
 			m.Replaces = &rep // supersede: the sink upserts by x_RecordId
 		}
-		cc, err := d.o.ChargeClass(r, hp)
+		c, zero, err := d.correction(ctx, cl, r, held, ok)
 		if err != nil {
-			return nil, 0, nil, err
+			return nil, nil, 0, nil, err
 		}
-		m.ChargeClass = cc
+		m.Correction = c
+		if zero {
+			quiet = append(quiet, m)
+			continue
+		}
 		ms = append(ms, m)
 	}
 	slices.SortFunc(ms, func(a, b Member) int { return compareStrings(a.RecordID.String(), b.RecordID.String()) })
-	return ms, skipped, dead, nil
+	return ms, quiet, skipped, dead, nil
+}
+
+// commitQuiet makes the quiet members (zero-delta corrections) the held revisions, keeping the
+// sinks' delivery ids of the revisions they supersede: no sink sees them.
+func (d *Deliverer) commitQuiet(ctx context.Context, p *Partition, rev uint64, quiet []Member) error {
+	for _, m := range quiet {
+		id := m.RecordID.String()
+		var sinks map[string]uuid.UUID
+		if old, ok := p.Records[id]; ok {
+			sinks = old.Sinks
+		}
+		p.Records[id] = Held{Revision: m.Revision, Seq: m.Seq, AsOf: m.AsOf, Currency: m.Currency, Billed: m.Billed, StreamSeq: m.StreamSeq, Sinks: sinks}
+		delete(p.Dead, id)
+	}
+	if _, err := d.o.Ledger.Save(ctx, p, rev); err != nil {
+		return err
+	}
+	d.o.Logger.Info("closed-period revisions without an amount change: ledger updated, no correction row",
+		"account", p.Account, "customer", p.Customer, "period", p.Period, "records", len(quiet))
+	return nil
 }
 
 func compareStrings(a, b string) int {
@@ -280,9 +320,17 @@ func (d *Deliverer) payload(ctx context.Context, p *Partition, items []Item) (Pa
 			it = Item{Record: r, StreamSeq: m.StreamSeq}
 		}
 		r := it.Record
-		r.RevisionSeq, r.Replaces, r.ChargeClass = m.Seq, m.Replaces, m.ChargeClass
-		recs = append(recs, r)
+		r.RevisionSeq, r.Replaces, r.ChargeClass = m.Seq, m.Replaces, nil
+		// its name the accepted revision (its message); the body carries the row.
 		its = append(its, Item{Record: r, StreamSeq: m.StreamSeq})
+		if m.Correction != nil {
+			row, err := d.correctionOf(ctx, m, r)
+			if err != nil {
+				return Payload{}, nil, fmt.Errorf("billing: rebuild pending delivery %s: %w", p.Pending.ID, err)
+			}
+			r = row
+		}
+		recs = append(recs, r)
 	}
 	pl := NewPayload(p.Account, p.Customer, p.Period, recs)
 	if pl.DeliveryID != p.Pending.ID {
@@ -297,9 +345,17 @@ func (d *Deliverer) finish(ctx context.Context, p *Partition, rev uint64, items 
 	if err != nil {
 		return Outcome{}, err
 	}
-	body, err := pl.Body()
-	if err != nil {
-		return Outcome{}, err
+	var body []byte
+	if needsBody(d.o.Sinks) {
+		if body, err = pl.Body(); err != nil {
+			return Outcome{}, err
+		}
+	}
+	last := "" // the last sink not done yet
+	for _, s := range d.o.Sinks {
+		if _, done := p.Pending.Done[s.Name()]; !done {
+			last = s.Name()
+		}
 	}
 	for _, s := range d.o.Sinks {
 		if _, done := p.Pending.Done[s.Name()]; done {
@@ -319,6 +375,9 @@ func (d *Deliverer) finish(ctx context.Context, p *Partition, rev uint64, items 
 			}
 		}
 		p.Pending.Done[s.Name()] = res
+		if last == s.Name() {
+			break // the commit marks the last sink done: a crash before it resends the same body
+		}
 		if rev, err = d.o.Ledger.Save(ctx, p, rev); err != nil {
 			return Outcome{}, err
 		}
@@ -328,7 +387,8 @@ func (d *Deliverer) finish(ctx context.Context, p *Partition, rev uint64, items 
 			return Outcome{}, err
 		}
 	}
-	// Commit: the members become the held revisions, the receipt is queued in the same write.
+	// Commit: the members become the held revisions (and the last sink done), the receipt is
+	// queued in the same write.
 	now := d.o.Now().UTC()
 	rc := events.Delivery{
 		DeliveryID: pl.DeliveryID, Account: p.Account, Customer: p.Customer, Period: p.Period,
@@ -351,12 +411,12 @@ func (d *Deliverer) finish(ctx context.Context, p *Partition, rev uint64, items 
 		delete(p.Dead, id)
 	}
 	p.Pending, p.Receipt = nil, &rc
-	if rev, err = d.o.Ledger.Save(ctx, p, rev); err != nil {
+	if _, err = d.o.Ledger.Save(ctx, p, rev); err != nil {
 		return Outcome{}, err
 	}
 	d.o.Logger.Info("delivery committed", "delivery", pl.DeliveryID, "account", p.Account, "customer", p.Customer,
 		"period", p.Period, "records", len(pl.Records))
-	if err := d.publishReceipt(ctx, p, rev); err != nil && !errors.Is(err, ErrConflict) {
+	if err := d.publishReceipt(ctx, p); err != nil {
 		// Committed: the receipt stays queued in the ledger and is published on the next load.
 		d.o.Logger.Warn("receipt not published yet", "delivery", pl.DeliveryID, "err", err)
 	}
@@ -381,11 +441,17 @@ func (d *Deliverer) reject(ctx context.Context, p *Partition, rev uint64, rej *R
 	return Outcome{Rejected: rej, RejectedItems: its}, nil
 }
 
-func (d *Deliverer) publishReceipt(ctx context.Context, p *Partition, rev uint64) error {
-	if err := d.o.Receipt(ctx, *p.Receipt); err != nil {
-		return fmt.Errorf("billing: publish receipt %s: %w", p.Receipt.DeliveryID, err)
+// publishReceipt publishes p's queued receipt, unless this process already did, and clears it
+// in p (not in the ledger: the partition's next write does). Another process may publish it
+// again; the receipt's event id is the delivery's, so the duplicate window drops the copy.
+func (d *Deliverer) publishReceipt(ctx context.Context, p *Partition) error {
+	key := Key(p.Account, p.Period, p.Customer)
+	if id, ok := d.published.Load(key); !ok || id.(uuid.UUID) != p.Receipt.DeliveryID {
+		if err := d.o.Receipt(ctx, *p.Receipt); err != nil {
+			return fmt.Errorf("billing: publish receipt %s: %w", p.Receipt.DeliveryID, err)
+		}
+		d.published.Store(key, p.Receipt.DeliveryID)
 	}
 	p.Receipt = nil
-	_, err := d.o.Ledger.Save(ctx, p, rev)
-	return err
+	return nil
 }

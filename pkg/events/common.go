@@ -42,6 +42,26 @@ func ParsePeriod(period string) (start, end time.Time, err error) {
 // PeriodOf returns the "YYYY-MM" period that contains t (in UTC).
 func PeriodOf(t time.Time) string { return t.UTC().Format(periodLayout) }
 
+// PeriodCloses is when the period that starts at start (a month's first day) closes: closingDay
+// of the next month, 00:00 UTC (config.Account.ClosingDay, 1..28). From then on a change to
+// one of its lines is delivered as a Correction in the next open period (DESIGN.md "Delivery
+// semantics").
+func PeriodCloses(start time.Time, closingDay int) time.Time {
+	s := start.UTC()
+	return time.Date(s.Year(), s.Month()+1, closingDay, 0, 0, 0, 0, time.UTC)
+}
+
+// OldestOpenPeriod returns the oldest period open at t: the previous month until its closing
+// day, else t's own month. It is where a Correction of a closed period is invoiced.
+func OldestOpenPeriod(t time.Time, closingDay int) string {
+	t = t.UTC()
+	cur := time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if prev := cur.AddDate(0, -1, 0); t.Before(PeriodCloses(prev, closingDay)) {
+		return PeriodOf(prev)
+	}
+	return PeriodOf(cur)
+}
+
 // subjectOf builds a ce-subject: "<account>/<period>[/<customer>]".
 func subjectOf(account, period string, more ...string) string {
 	s := account + "/" + period

@@ -28,7 +28,7 @@ type UsageRecord struct {
 	BillingCurrency     string            `json:"BillingCurrency"`
 	BillingAccountID    string            `json:"BillingAccountId"` // the Ion account
 	BillingAccountName  *string           `json:"BillingAccountName"`
-	BillingPeriodStart  time.Time         `json:"BillingPeriodStart"` // inclusive, the sync's period
+	BillingPeriodStart  time.Time         `json:"BillingPeriodStart"` // inclusive, the sync's period (a Correction: its invoice period)
 	BillingPeriodEnd    time.Time         `json:"BillingPeriodEnd"`   // exclusive
 	ChargePeriodStart   time.Time         `json:"ChargePeriodStart"`  // inclusive, the row's own dates
 	ChargePeriodEnd     time.Time         `json:"ChargePeriodEnd"`    // exclusive: midnight after the last usage day

@@ -90,11 +90,6 @@ func Jobs(a config.Account) ([]Job, error) {
 	return append(jobs, Job{Name: closedJobPrefix + ClosedSchedule, Closed: true, sched: s}), nil
 }
 
-// closesAt is when period p (its first day) closes: closingDay of the next month, 00:00 UTC.
-func closesAt(p time.Time, closingDay int) time.Time {
-	return time.Date(p.Year(), p.Month()+1, closingDay, 0, 0, 0, 0, time.UTC)
-}
-
 func monthOf(t time.Time) time.Time {
 	t = t.UTC()
 	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
@@ -105,7 +100,7 @@ func monthOf(t time.Time) time.Time {
 func OpenPeriods(t time.Time, closingDay int) []string {
 	cur := monthOf(t)
 	out := []string{events.PeriodOf(cur)}
-	if prev := cur.AddDate(0, -1, 0); t.Before(closesAt(prev, closingDay)) {
+	if prev := cur.AddDate(0, -1, 0); t.Before(events.PeriodCloses(prev, closingDay)) {
 		out = append(out, events.PeriodOf(prev))
 	}
 	return out
@@ -117,7 +112,7 @@ func ClosedPeriods(t time.Time, closingDay int) []string {
 	cur := monthOf(t)
 	for k := 1; k <= ClosedReReadMonths+1; k++ {
 		p := cur.AddDate(0, -k, 0)
-		c := closesAt(p, closingDay)
+		c := events.PeriodCloses(p, closingDay)
 		if !t.Before(c) && t.Before(c.AddDate(0, ClosedReReadMonths, 0)) {
 			out = append(out, events.PeriodOf(p))
 		}
