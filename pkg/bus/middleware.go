@@ -22,6 +22,10 @@ const (
 	ReasonHandlerFailed = "handler-failed" // still failing after MaxDeliver deliveries
 )
 
+// ReasonAwaitingApproval: the publisher holds a whole record of an approval_required account
+// until `ionconnector approve` covers its period and fetch time (docs/decisions.md 18).
+const ReasonAwaitingApproval = "awaiting-approval"
+
 // permanentError marks an error that no retry can fix.
 type permanentError struct{ err error }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/ionusage/connector/pkg/events"
 	"github.com/ionusage/connector/pkg/pause"
 	"github.com/ionusage/connector/pkg/service"
+	"github.com/ionusage/connector/services/publisher"
 )
 
 func init() {
@@ -34,6 +35,10 @@ type periodStatus struct {
 	Reconciled *bool      `json:"reconciled,omitempty"`
 	Records    int        `json:"records,omitempty"`
 	Reason     string     `json:"reason,omitempty"`
+	// Approval, only for an approval_required account: "approved", "awaiting" (the publisher
+	// holds AwaitingApproval records until 'ionconnector approve') or "not approved".
+	Approval         string `json:"approval,omitempty"`
+	AwaitingApproval int    `json:"awaiting_approval,omitempty"`
 }
 
 type accountStatus struct {
@@ -150,6 +155,15 @@ func collectStatus(ctx context.Context, cfg *config.Config, js jetstream.JetStre
 		for p := range synced {
 			periods = append(periods, p)
 		}
+		var waiting map[string][]awaitingEntry
+		if a.ApprovalRequired {
+			if waiting, err = awaitingApproval(ctx, js, a.ID); err != nil {
+				return rep, err
+			}
+			for p := range waiting {
+				periods = append(periods, p)
+			}
+		}
 		slices.Sort(periods)
 		periods = slices.Compact(periods)
 		slices.Reverse(periods)
@@ -175,6 +189,21 @@ func collectStatus(ctx context.Context, cfg *config.Config, js jetstream.JetStre
 						ps.LastSync, ps.SyncStatus = &t, r.SyncStatus
 					}
 					ps.Reconciled, ps.Records, ps.Reason = &rec, r.Records, r.Reason
+				}
+			}
+			if a.ApprovalRequired {
+				_, _, approved, err := publisher.LoadApproval(ctx, kv, a.ID, p)
+				if err != nil {
+					return rep, err
+				}
+				ps.AwaitingApproval = len(waiting[p])
+				switch {
+				case ps.AwaitingApproval > 0:
+					ps.Approval = "awaiting"
+				case approved:
+					ps.Approval = "approved"
+				default:
+					ps.Approval = "not approved"
 				}
 			}
 			as.Periods = append(as.Periods, ps)
@@ -252,7 +281,7 @@ func printStatus(w io.Writer, rep statusReport) {
 			}
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  PERIOD\tSTATE\tCLOSES\tLAST SYNC\tSTATUS\tRECONCILED\tRECORDS")
+		fmt.Fprintln(tw, "  PERIOD\tSTATE\tCLOSES\tLAST SYNC\tSTATUS\tRECONCILED\tRECORDS\tAPPROVAL")
 		for _, p := range a.Periods {
 			open := "closed"
 			if p.Open {
@@ -270,7 +299,15 @@ func printStatus(w io.Writer, rep statusReport) {
 					recon = "NO"
 				}
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Period, open, p.ClosesAt.Format("2006-01-02"), last, status, recon, records)
+			approval := "-"
+			switch p.Approval {
+			case "":
+			case "awaiting":
+				approval = fmt.Sprintf("AWAITING (%d records)", p.AwaitingApproval)
+			default:
+				approval = p.Approval
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Period, open, p.ClosesAt.Format("2006-01-02"), last, status, recon, records, approval)
 		}
 		_ = tw.Flush()
 		stages := make([]string, 0, len(a.DeadLetters))

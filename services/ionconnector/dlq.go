@@ -57,7 +57,7 @@ func (f dlqFilter) validate() error {
 // wholeMessageReasons are the router's reasons: the dead letter's payload and headers are the
 // original message. Any other reason is a stage's line-level dead letter (a bad or held line of
 // a raw page), whose payload is the line, not a message.
-var wholeMessageReasons = []string{bus.ReasonUndecodable, bus.ReasonPermanent, bus.ReasonHandlerFailed}
+var wholeMessageReasons = []string{bus.ReasonUndecodable, bus.ReasonPermanent, bus.ReasonHandlerFailed, bus.ReasonAwaitingApproval}
 
 func (e dlqEntry) lineLevel() bool { return !slices.Contains(wholeMessageReasons, e.Reason) }
 
@@ -115,19 +115,22 @@ func scanStream(ctx context.Context, js jetstream.JetStream, stream, filter stri
 		return fmt.Errorf("read %s %s: %w", stream, filter, err)
 	}
 	defer cons.Delete()
-	if cons.Info.NumPending == 0 {
+	left := cons.Info.NumPending
+	if left == 0 {
 		return nil
 	}
 	for {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		// Ask for no more than what is left: a Fetch of a fuller batch than the stream holds
+		// waits out its whole MaxWait (2 s per scan, several per command).
+		batch, err := cons.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return fmt.Errorf("read %s %s: %w", stream, filter, err)
 		}
 		n, last := 0, false
 		for m := range batch.Messages() {
 			n++
-			if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
-				last = true
+			if md, err := m.Metadata(); err == nil {
+				left, last = md.NumPending, md.NumPending == 0
 			}
 			if err := fn(m); err != nil {
 				return err
@@ -159,6 +162,19 @@ type redriver struct {
 	pub       *bus.Publisher
 	dupWindow time.Duration
 	now       func() time.Time
+}
+
+// newRedriver is the redriver of dlq redrive and approve: the DLQ's own duplicate window.
+func newRedriver(ctx context.Context, js jetstream.JetStream) (redriver, error) {
+	pub, err := bus.NewPublisher(bus.PublisherOptions{JS: js})
+	if err != nil {
+		return redriver{}, err
+	}
+	dup := bus.DefaultDuplicateWindow
+	if st, err := js.Stream(ctx, events.StreamDLQ); err == nil {
+		dup = st.CachedInfo().Config.Duplicates
+	}
+	return redriver{js: js, pub: pub, dupWindow: dup, now: time.Now}, nil
 }
 
 // redrive feeds the selected dead letters back to their stage, each exactly once:

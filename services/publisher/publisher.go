@@ -53,6 +53,8 @@ type Options struct {
 	Hooks billing.Hooks
 	// NoReconciler leaves the reconciler durable to another process (Run then only delivers).
 	NoReconciler bool
+	// Now is the acceptance clock that decides whether a period is closed (tests); default time.Now.
+	Now func() time.Time
 }
 
 // Publisher batches usage records per account, period and customer and delivers each batch.
@@ -65,6 +67,11 @@ type Publisher struct {
 	dl   *billing.Deliverer
 	cons jetstream.Consumer
 	rec  *Reconciler // nil with Options.NoReconciler
+	// slots bounds the deliveries running at once across the pull loops (publisher.workers);
+	// set by Run, nil: a pull delivers its groups one after another.
+	slots chan struct{}
+	// approvals holds back what an approval_required account has not approved (approval.go).
+	approvals approvalGate
 }
 
 // New builds the sinks, the ledger and the deliverer.
@@ -99,7 +106,8 @@ func New(ctx context.Context, o Options) (*Publisher, error) {
 		}
 	}
 	p.dl, err = billing.NewDeliverer(billing.DelivererOptions{
-		Ledger: ledger, Sinks: sinks, Load: billing.StreamLoader(d.JS), Hooks: o.Hooks, Logger: d.Logger,
+		Ledger: ledger, Sinks: sinks, Load: billing.StreamLoader(d.JS), Hooks: o.Hooks, Logger: d.Logger, Now: o.Now,
+		ClosingDay: closingDay(d.Config),
 		Receipt: func(ctx context.Context, rc events.Delivery) error {
 			msg, err := events.NewMessage(rc.EventMeta(source), rc)
 			if err != nil {
@@ -148,6 +156,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cfg := p.deps.Config.Publisher
+	p.slots = make(chan struct{}, max(cfg.Workers, 1))
 	var wg sync.WaitGroup
 	var recErr error
 	if p.rec != nil {
@@ -224,8 +233,23 @@ func (p *Publisher) pull(ctx context.Context, size int, wait time.Duration) erro
 		all = append(all, groups[k]...)
 	}
 	stop := p.keepAlive(all)
-	for _, k := range order {
-		p.deliver(ctx, groups[k])
+	if p.slots == nil {
+		for _, k := range order {
+			p.deliver(ctx, groups[k])
+		}
+	} else {
+		// Groups are different partitions (the deliverer locks each): deliver them at once, as
+		// far as slots allow, rather than waiting on one group's ledger writes and sink fsyncs
+		// before starting the next.
+		var wg sync.WaitGroup
+		for _, k := range order {
+			p.slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-p.slots }()
+				p.deliver(ctx, groups[k])
+			})
+		}
+		wg.Wait()
 	}
 	stop()
 	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
@@ -238,6 +262,9 @@ func (p *Publisher) pull(ctx context.Context, size int, wait time.Duration) erro
 func (p *Publisher) deliver(ctx context.Context, its []item) {
 	r0 := its[0].rec
 	account, period, customer := r0.BillingAccountID, events.PeriodOf(r0.BillingPeriodStart), r0.IonCustomerID
+	if its = p.holdUnapproved(ctx, account, period, customer, its); len(its) == 0 {
+		return
+	}
 	items := make([]billing.Item, len(its))
 	for i, it := range its {
 		items[i] = billing.Item{Record: it.rec, StreamSeq: it.seq}
