@@ -114,7 +114,7 @@ func TestDryRunRefused(t *testing.T) {
 	req.DryRun = true
 	e.publishRequest(req)
 	dl := e.deadLetter(req.SyncID().String(), time.Minute)
-	if dl.Reason != bus.ReasonPermanent || !strings.Contains(dl.Error, "dry runs are not supported yet: nothing was fetched") {
+	if dl.Reason != bus.ReasonPermanent || !strings.Contains(dl.Error, "nothing was fetched; use `ionconnector sync --dry-run`") {
 		t.Errorf("dead letter reason %q error %q", dl.Reason, dl.Error)
 	}
 	if n := e.sim.Stats().Requests; len(n) != 0 {

@@ -109,6 +109,9 @@ type Service struct {
 
 	mu      sync.Mutex
 	clients map[string]*ion.Client
+
+	// dry is set by Collect (collect.go): pages and events go to it; nothing is stored or published.
+	dry *collector
 }
 
 // New opens the buckets the fetcher needs; they are provisioned by bus.Provision.

@@ -63,9 +63,9 @@ func (s *Service) syncRequested(msg *message.Message) error {
 		return err
 	}
 	if req.DryRun {
-		// The transformer and publisher do not honour DryRun yet: fetching would deliver the
-		// data and record page hashes. Refused before any Ion call or KV write.
-		return bus.Permanent(fmt.Errorf("sync request %s for account %s period %s: dry runs are not supported yet: nothing was fetched",
+		// The pipeline does not honour DryRun (fetching would deliver the data and record page
+		// hashes); a dry run runs in the CLI on Collect. Refused before any Ion call or KV write.
+		return bus.Permanent(fmt.Errorf("sync request %s for account %s period %s: a published request cannot be a dry run (the pipeline would deliver): nothing was fetched; use `ionconnector sync --dry-run`, which reads and compares without delivering",
 			req.RequestID, req.Account, req.Period))
 	}
 	if held, err := s.parked(msg.Context(), msg, req.Account); err != nil || held {
@@ -244,6 +244,9 @@ func (s *Service) publishTask(ctx context.Context, p *plan, id string) error {
 }
 
 func (s *Service) publish(ctx context.Context, subject string, meta events.Meta, v any) error {
+	if s.dry != nil {
+		return s.dry.event(v)
+	}
 	msg, err := events.NewMessage(meta, v)
 	if err != nil {
 		return err

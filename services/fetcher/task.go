@@ -210,26 +210,30 @@ func (s *Service) fetch(ctx context.Context, acct config.Account, p *plan, t *ta
 			return outcome{}, err
 		}
 		hash, n, sums := hashPlanLines(raw.Lines)
-		return s.page(ctx, p, t.Key, raw.Endpoint, raw.Request, raw.Body, "azureplan-v1", hash, n, sums)
+		return s.page(ctx, p, t.Key, raw.Endpoint, raw.Request, ion.BodyOf(raw.Body), "azureplan-v1", hash, n, sums)
 	}
 	req := ion.ReportRequest{Columns: PinnedColumns, Currency: acct.Currency, Range: dayRange(t.Key.From, t.Key.To),
 		Filters: filters(t.Key)}
-	raw, err := c.ReportDataRaw(ctx, p.ReportID, req)
+	// The body is decoded once, into the hash only: no []ion.Row of the page is built.
+	var h pageHash
+	pg, err := c.ReportDataPage(ctx, p.ReportID, req, h.reset, h.add)
 	if err != nil {
 		return outcome{}, err
 	}
-	if !raw.Meta.Truncated {
-		hash, n, sums := hashRows(raw.Columns, raw.Rows)
-		return s.page(ctx, p, t.Key, raw.Endpoint, raw.Request, raw.Body, ColumnSetVersion, hash, n, sums)
+	defer pg.Body.Release()
+	if !pg.Meta.Truncated {
+		hash, n, sums := h.result(pg.Columns)
+		return s.page(ctx, p, t.Key, pg.Endpoint, pg.Request, pg.Body, ColumnSetVersion, hash, n, sums)
 	}
-	children, err := s.split(ctx, c, p, t.Key, raw)
+	children, err := s.split(ctx, c, p, t.Key, pg.Meta, h.daily())
 	return outcome{children: children}, err
 }
 
 // split divides a truncated request: by entitlement first, then (daily rows only) by halving
 // the date range, until Ion returns everything.
-func (s *Service) split(ctx context.Context, c *ion.Client, p *plan, k events.PageKey, raw ion.RawReport) ([]events.PageKey, error) {
-	trunc := fmt.Sprintf("%d of %d rows", raw.Meta.ResultCount, raw.Meta.AvailableRowsCount)
+// daily tells whether the truncated page's rows carry one usage day each (not the month's bounds).
+func (s *Service) split(ctx context.Context, c *ion.Client, p *plan, k events.PageKey, meta ion.ReportMeta, daily bool) ([]events.PageKey, error) {
+	trunc := fmt.Sprintf("%d of %d rows", meta.ResultCount, meta.AvailableRowsCount)
 	if k.Entitlement == "" && k.Customer != "" {
 		acct, _ := s.deps.Config.Account(p.Request.Account)
 		req := ion.ReportRequest{Columns: entitlementColumns, Currency: acct.Currency, Range: dayRange(k.From, k.To), Filters: filters(k)}
@@ -261,7 +265,7 @@ func (s *Service) split(ctx context.Context, c *ion.Client, p *plan, k events.Pa
 		}
 		k.Entitlement = out[0].Entitlement // one entitlement: go on to dates
 	}
-	if !daily(raw.Rows) {
+	if !daily {
 		return nil, fmt.Errorf("still truncated (%s) and rows are not daily, so dates cannot be split", trunc)
 	}
 	from, _ := time.Parse(time.DateOnly, k.From)
@@ -275,22 +279,6 @@ func (s *Service) split(ctx context.Context, c *ion.Client, p *plan, k events.Pa
 	a.To = mid.Format(time.DateOnly)
 	b.From = mid.AddDate(0, 0, 1).Format(time.DateOnly)
 	return []events.PageKey{a, b}, nil
-}
-
-// daily reports whether rows carry one usage day each (not the month's bounds).
-func daily(rows []ion.Row) bool {
-	n := 0
-	for _, r := range rows {
-		st, en := r.Time("usage_starttime"), r.Time("usage_endtime")
-		if st.IsZero() || en.IsZero() {
-			continue
-		}
-		n++
-		if en.Sub(st) > 24*time.Hour {
-			return false
-		}
-	}
-	return n > 0
 }
 
 func filters(k events.PageKey) map[string][]string {
@@ -310,32 +298,35 @@ func filters(k events.PageKey) map[string][]string {
 
 // page stores the body (object store for large ones, first), publishes the raw page unless the
 // same key already has the same canonical rows, and records the hash.
-func (s *Service) page(ctx context.Context, p *plan, k events.PageKey, endpoint string, request, body []byte, colVersion, rowsHash string, rows int, sums map[string]string) (outcome, error) {
+func (s *Service) page(ctx context.Context, p *plan, k events.PageKey, endpoint string, request []byte, body *ion.Body, colVersion, rowsHash string, rows int, sums map[string]string) (outcome, error) {
 	req := p.Request
 	rp := events.RawPage{SyncID: p.SyncID, Account: req.Account, Period: req.Period, Mode: req.Mode, Endpoint: endpoint,
 		Request: request, ColumnSetVersion: colVersion, PageKey: k, RowsSHA256: rowsHash, RowCount: rows,
 		FetchedAt: s.opts.Now().UTC(), ContentType: events.ContentJSON}
 	rp.PageID = events.RawPageID(req.Account, req.Period, k, rowsHash)
 	out := outcome{pageID: rp.PageID, sums: sums}
+	if s.dry != nil {
+		return out, s.dry.page(ctx, rp, body.Bytes())
+	}
 	key := pageStateKey(req.Account, req.Period, k)
 	if e, err := s.state.Get(ctx, key); err == nil && string(e.Value()) == rowsHash {
 		return out, nil // unchanged since it was last published
 	} else if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return out, err
 	}
-	if len(body) <= s.opts.InlineMax {
-		rp.Body = string(body)
+	if body.Len() <= int64(s.opts.InlineMax) {
+		rp.Body = string(body.Bytes())
 	} else {
-		sum := sha256.Sum256(body)
-		name := hex.EncodeToString(sum[:])
+		// Named by content (hashed while it was read), streamed to the store chunk by chunk.
+		name := body.SHA256()
 		if _, err := s.bodies.GetInfo(ctx, name); errors.Is(err, jetstream.ErrObjectNotFound) {
-			if _, err := s.bodies.PutBytes(ctx, name, body); err != nil {
+			if _, err := s.bodies.Put(ctx, jetstream.ObjectMeta{Name: name}, body.Reader()); err != nil {
 				return out, fmt.Errorf("store body: %w", err)
 			}
 		} else if err != nil {
 			return out, err
 		}
-		rp.BodyRef = &events.ObjectRef{Bucket: bus.ObjectRawBodies, Name: name, SHA256: name, Size: int64(len(body))}
+		rp.BodyRef = &events.ObjectRef{Bucket: bus.ObjectRawBodies, Name: name, SHA256: name, Size: body.Len()}
 	}
 	if err := rp.Validate(); err != nil {
 		return out, err
@@ -351,7 +342,8 @@ func (s *Service) page(ctx context.Context, p *plan, k events.PageKey, endpoint 
 
 // hashRows hashes the canonical leaf rows: the column keys, then each row's decoded values
 // (decimals normalized, dates in UTC) in sorted order, so volatile response parts and row order
-// never change the hash. It also sums seller_cost_invoice by currency.
+// never change the hash. It also sums seller_cost_invoice by currency. It is the definition:
+// fetches compute the same with pageHash while the body decodes (a test holds them equal).
 func hashRows(cols []ion.ReportColumn, rows []ion.Row) (string, int, map[string]string) {
 	keys := make([]string, len(cols))
 	for i, c := range cols {
@@ -406,9 +398,9 @@ func canonical(v ion.Value) string {
 	case v.Null:
 		return "\x00"
 	case v.Type == "MONEY":
-		return v.Number.String() + " " + v.Currency
+		return v.NumberText() + " " + v.Currency
 	case v.Type == "FLOAT" || v.Type == "INT":
-		return v.Number.String()
+		return v.NumberText()
 	case v.Type == "DATE" && !v.Time.IsZero():
 		return v.Time.UTC().Format(time.RFC3339Nano)
 	}

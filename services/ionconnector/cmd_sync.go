@@ -38,18 +38,23 @@ func syncCmd(ctx context.Context, io IO, args []string) int {
 	listen := fs.String("listen", "off", "embedded NATS loopback listener, host:port or off")
 	tokenKeyFile := fs.String("token-key-file", "", "AES-256 key for the token store (default: created in --data-dir, or ION_TOKEN_KEY)")
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
-	dryRun := fs.Bool("dry-run", false, "fetch and transform without delivering (NOT AVAILABLE YET: the publisher does not honour dry runs, so the command refuses it)")
-	asJSON := fs.Bool("json", false, "without --once: print only the summary JSON line on stdout (default: the summary table)")
+	dryRun := fs.Bool("dry-run", false, "without --once: read the period from Ion in this process and show, per customer, what a sync would change on the invoice; delivers, publishes and stores nothing")
+	asJSON := fs.Bool("json", false, "without --once: print only the summary (or dry-run report) as one JSON object on stdout (default: a table)")
 	cfgPath := fs.String("config", io.Env("ION_CONNECTOR_CONFIG"), "without --once: YAML config of the deployment (env ION_CONNECTOR_CONFIG; NATS_URL, data dir, account auth)")
 	requestID := fs.String("request-id", "", "without --once: the request id (default a new one); give the id an interrupted sync printed to follow it again instead of starting another")
 	fs.Usage = func() {
 		fmt.Fprintln(io.Stderr, "usage: ionconnector sync --account A --period YYYY-MM [--json] [--request-id ID] [--config F] [--data-dir D]\n"+
+			"       ionconnector sync --dry-run --account A --period YYYY-MM [--json] [--config F] [--data-dir D]\n"+
 			"       ionconnector sync --once --account A --period YYYY-MM --out DIR [credential flags]\n\n"+
 			"Without --once: publishes a sync request to the running deployment (NATS_URL, or the loopback\n"+
 			"listener of a running `ionconnector run`) and follows it through fetch, transform, delivery and\n"+
 			"reconciliation with a progress bar. Exit 0 reconciled, 1 not reconciled or failed, 2 usage.\n"+
-			"--dry-run is refused for now: the transformer and publisher do not honour SyncRequest.DryRun\n"+
-			"yet, so a dry-run request would deliver; the per-customer invoice diff arrives with that support.\n\n"+
+			"--dry-run: reads the period from Ion in this process, exactly as the fetcher would (the\n"+
+			"deployment's token store, so a rotating v3 token is safe; the account must be in --config),\n"+
+			"transforms it as the transformer would, and compares the records with the delivery ledger:\n"+
+			"per customer new, changed, unchanged and gone records and the invoice total now, after and\n"+
+			"the delta. It publishes no request, page or record and writes no ledger. Exit 0 when the read\n"+
+			"is complete, 1 when it is not (a sync would fail too), 2 usage.\n\n"+
 			"With --once: runs every service in this process on its own embedded server, then exits.")
 		fmt.Fprintln(io.Stderr)
 		fs.PrintDefaults()
@@ -59,8 +64,12 @@ func syncCmd(ctx context.Context, io IO, args []string) int {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if *dryRun {
-		fmt.Fprintln(io.Stderr, "sync: --dry-run is not available yet: the transformer and publisher do not honour SyncRequest.DryRun, so the request would deliver; refusing")
+	if *dryRun && *once {
+		fmt.Fprintln(io.Stderr, "sync: --dry-run compares with a deployment's ledger and cannot run with --once (which starts its own); run `sync --dry-run` with --config/--data-dir or NATS_URL")
+		return service.ExitUsage
+	}
+	if *dryRun && set["request-id"] {
+		fmt.Fprintln(io.Stderr, "sync --dry-run: --request-id does not apply: a dry run publishes no request")
 		return service.ExitUsage
 	}
 	if !*once {
@@ -71,6 +80,10 @@ func syncCmd(ctx context.Context, io IO, args []string) int {
 		mode := ""
 		if set["auth"] {
 			mode = *auth
+		}
+		if *dryRun {
+			return syncDryRun(ctx, io, dryRunOptions{Account: *account, Period: *period, Mode: mode, JSON: *asJSON,
+				ConfigPath: *cfgPath, DataDir: dir, Timeout: *timeout})
 		}
 		return syncRemote(ctx, io, remoteSyncOptions{Account: *account, Period: *period, Mode: mode, RequestID: *requestID,
 			JSON: *asJSON, ConfigPath: *cfgPath, DataDir: dir, Timeout: *timeout})

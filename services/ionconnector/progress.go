@@ -33,9 +33,8 @@ func (p *progress) update(w *watcher) {
 	if p == nil {
 		return
 	}
-	p.polls++
 	stage := "fetching"
-	bar := strings.Repeat("·", 24)
+	bar := progressBar(0, 0)
 	if w.completed != nil {
 		total := len(w.completed.Manifest.Pages)
 		done := 0
@@ -45,17 +44,19 @@ func (p *progress) update(w *watcher) {
 			}
 		}
 		stage = fmt.Sprintf("pages %d/%d", done, total)
-		if total > 0 {
-			n := 24 * done / total
-			bar = strings.Repeat("█", n) + strings.Repeat("·", 24-n)
-		}
+		bar = progressBar(done, total)
 		if done == total {
 			stage += ", reconciling"
 		}
 	} else if n := len(w.summaries); n > 0 {
 		stage = fmt.Sprintf("fetching, %d pages transformed", n)
 	}
-	line := fmt.Sprintf("[%s] %s · %d records · %d delivered in %d deliveries", bar, stage, w.records, w.delivered, w.deliveries)
+	p.show(fmt.Sprintf("[%s] %s · %d records · %d delivered in %d deliveries", bar, stage, w.records, w.delivered, w.deliveries))
+}
+
+// show draws line: in place on a terminal, else every tenth call when it changed.
+func (p *progress) show(line string) {
+	p.polls++
 	switch {
 	case p.tty:
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
@@ -63,6 +64,15 @@ func (p *progress) update(w *watcher) {
 		fmt.Fprintln(p.w, line)
 	}
 	p.last = line
+}
+
+// progressBar is a 24-cell bar of done out of total (empty while total is unknown).
+func progressBar(done, total int) string {
+	n := 0
+	if total > 0 {
+		n = 24 * min(done, total) / total
+	}
+	return strings.Repeat("█", n) + strings.Repeat("·", 24-n)
 }
 
 func (p *progress) done() {

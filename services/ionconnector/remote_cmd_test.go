@@ -15,15 +15,11 @@ import (
 	"github.com/ionusage/connector/pkg/events"
 )
 
-// TestSyncRemoteRefusals: a dry run is refused (the publisher would deliver), and so is a data
-// dir that no running deployment holds (nothing would work on the request).
+// TestSyncRemoteRefusals: a data dir that no running deployment holds is refused (nothing would
+// work on the request), and so is a backwards backfill.
 func TestSyncRemoteRefusals(t *testing.T) {
 	t.Parallel()
-	r := runCLI(t, nil, "sync", "--account", "10001", "--period", "2025-03", "--dry-run")
-	if r.code != 2 || !strings.Contains(r.stderr, "DryRun") {
-		t.Fatalf("--dry-run: exit %d\n%s", r.code, r.stderr)
-	}
-	r = runCLI(t, nil, "sync", "--account", "10001", "--period", "2025-03", "--data-dir", filepath.Join(t.TempDir(), "none"))
+	r := runCLI(t, nil, "sync", "--account", "10001", "--period", "2025-03", "--data-dir", filepath.Join(t.TempDir(), "none"))
 	if r.code == 0 || !strings.Contains(r.stderr, "no ionconnector data dir") {
 		t.Fatalf("missing data dir: exit %d\n%s", r.code, r.stderr)
 	}
