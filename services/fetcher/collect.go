@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/shopspring/decimal"
 
 	"github.com/ionusage/connector/pkg/config"
 	"github.com/ionusage/connector/pkg/events"
@@ -177,48 +175,13 @@ func Collect(ctx context.Context, o CollectOptions) (CollectResult, error) {
 		progress()
 	}
 	res.Requests = p.Requests
-	res.Control, res.Reason = collectVerdict(p)
+	_, control, reasons, err := verdict(p)
+	if err != nil {
+		return res, err
+	}
+	res.Control, res.Reason = control, strings.Join(reasons, "; ")
 	res.Complete = res.Reason == ""
 	return res, nil
-}
-
-// collectVerdict is what complete decides for a finished plan: the control totals and the
-// reasons the sync would fail.
-func collectVerdict(p *plan) ([]events.ControlTotal, string) {
-	parts := map[[2]string]decimal.Decimal{}
-	var failed []string
-	for _, t := range p.Tasks {
-		switch {
-		case t.State == stateFailed:
-			failed = append(failed, describe(t.Key)+": "+t.Error)
-		case t.PageID != nil:
-			for cur, v := range t.Sums {
-				d, err := decimal.NewFromString(v)
-				if err != nil {
-					failed = append(failed, describe(t.Key)+": sum "+v+": "+err.Error())
-					continue
-				}
-				k := [2]string{t.Key.Customer, cur}
-				parts[k] = parts[k].Add(d)
-			}
-		}
-	}
-	sort.Strings(failed)
-	var reasons []string
-	if len(failed) > 0 {
-		reasons = append(reasons, "fetch failed: "+strings.Join(failed, "; "))
-	}
-	control := p.Control
-	if p.Request.Mode == events.ModeV1 {
-		control = nil
-		for k, v := range parts {
-			control = append(control, events.ControlTotal{Customer: k[0], Currency: k[1], BilledCost: v})
-		}
-		sortControl(control)
-	} else if len(failed) == 0 {
-		reasons = append(reasons, reconcile(p.Control, parts)...)
-	}
-	return control, strings.Join(reasons, "; ")
 }
 
 // collector takes what a dry-run Service would store or publish.

@@ -267,50 +267,11 @@ func (s *Service) complete(ctx context.Context, sync uuid.UUID) error {
 	req := p.Request
 	c := events.SyncCompleted{SyncID: sync, RequestID: req.RequestID, Account: req.Account, Period: req.Period, Mode: req.Mode,
 		DryRun: req.DryRun, Filtered: len(req.Customers) > 0, StartedAt: p.StartedAt, FinishedAt: s.opts.Now().UTC(), Status: events.SyncSucceeded}
-	var reasons []string
-	if p.Error != "" {
-		reasons = append(reasons, p.Error)
+	pages, control, reasons, err := verdict(p)
+	if err != nil {
+		return err
 	}
-	parts := map[[2]string]decimal.Decimal{}
-	var failed []string
-	for _, t := range p.Tasks {
-		switch {
-		case t.State == stateFailed:
-			failed = append(failed, describe(t.Key)+": "+t.Error)
-		case t.PageID != nil:
-			c.Manifest.Pages = append(c.Manifest.Pages, *t.PageID)
-			for cur, v := range t.Sums {
-				d, err := decimal.NewFromString(v)
-				if err != nil {
-					return err
-				}
-				k := [2]string{t.Key.Customer, cur}
-				parts[k] = parts[k].Add(d)
-			}
-		}
-	}
-	sort.Strings(failed)
-	if len(failed) > 0 {
-		more := ""
-		if len(failed) > 3 {
-			more = fmt.Sprintf(" (and %d more)", len(failed)-3)
-			failed = failed[:3]
-		}
-		reasons = append(reasons, fmt.Sprintf("fetch failed: %s%s", strings.Join(failed, "; "), more))
-	}
-	if req.Mode == events.ModeV1 {
-		// v1 has no control query: Ion's totals are the sum of each customer's azureplan tree.
-		for k, v := range parts {
-			c.ControlTotals = append(c.ControlTotals, events.ControlTotal{Customer: k[0], Currency: k[1], BilledCost: v})
-		}
-		sortControl(c.ControlTotals)
-	} else {
-		c.ControlTotals = p.Control
-		if p.Error == "" && len(failed) == 0 {
-			reasons = append(reasons, reconcile(p.Control, parts)...)
-		}
-	}
-	slices.SortFunc(c.Manifest.Pages, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
+	c.Manifest.Pages, c.ControlTotals = pages, control
 	c.Manifest.Customers = p.Customers
 	if len(reasons) > 0 {
 		c.Status, c.Reason = events.SyncFailed, strings.Join(reasons, "; ")
@@ -402,4 +363,53 @@ func dayRange(from, to string) ion.DateRange {
 	f, _ := time.Parse(time.DateOnly, from)
 	t, _ := time.Parse(time.DateOnly, to)
 	return ion.DateRange{Start: f, End: t.Add(24*time.Hour - time.Second)}
+}
+
+// verdict is what a finished plan amounts to, for complete and for a dry run alike: its
+// manifest pages (sorted), Ion's control totals (v1: the sum of the pages, as v1 has no control
+// query), and the reasons it failed (none: it succeeded).
+func verdict(p *plan) (pages []uuid.UUID, control []events.ControlTotal, reasons []string, err error) {
+	if p.Error != "" {
+		reasons = append(reasons, p.Error)
+	}
+	parts := map[[2]string]decimal.Decimal{}
+	var failed []string
+	for _, t := range p.Tasks {
+		switch {
+		case t.State == stateFailed:
+			failed = append(failed, describe(t.Key)+": "+t.Error)
+		case t.PageID != nil:
+			pages = append(pages, *t.PageID)
+			for cur, v := range t.Sums {
+				d, err := decimal.NewFromString(v)
+				if err != nil {
+					return nil, nil, nil, fmt.Errorf("fetcher: plan task %s: sum %q: %w", describe(t.Key), v, err)
+				}
+				k := [2]string{t.Key.Customer, cur}
+				parts[k] = parts[k].Add(d)
+			}
+		}
+	}
+	sort.Strings(failed)
+	if len(failed) > 0 {
+		more := ""
+		if len(failed) > 3 {
+			more = fmt.Sprintf(" (and %d more)", len(failed)-3)
+			failed = failed[:3]
+		}
+		reasons = append(reasons, fmt.Sprintf("fetch failed: %s%s", strings.Join(failed, "; "), more))
+	}
+	if p.Request.Mode == events.ModeV1 {
+		for k, v := range parts {
+			control = append(control, events.ControlTotal{Customer: k[0], Currency: k[1], BilledCost: v})
+		}
+		sortControl(control)
+	} else {
+		control = p.Control
+		if p.Error == "" && len(failed) == 0 {
+			reasons = append(reasons, reconcile(p.Control, parts)...)
+		}
+	}
+	slices.SortFunc(pages, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
+	return pages, control, reasons, nil
 }

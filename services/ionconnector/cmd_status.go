@@ -76,7 +76,7 @@ func periodClose(period string, closingDay int) time.Time {
 	if closingDay < 1 {
 		closingDay = config.DefaultClosingDay
 	}
-	return start.AddDate(0, 1, closingDay-1)
+	return events.PeriodCloses(start, closingDay)
 }
 
 func collectStatus(ctx context.Context, cfg *config.Config, js jetstream.JetStream, now time.Time, checkCreds bool) (statusReport, error) {
