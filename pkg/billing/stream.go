@@ -12,7 +12,8 @@ import (
 
 // StreamLoader reads usage record events from the USAGE stream by sequence: how a pending
 // delivery is rebuilt after a crash and how snapshots get full records. USAGE keeps events for
-// streams.max_age (90 days by default), which bounds both.
+// streams.max_age (186 days by default, at least 160: config.MinMaxAge), which bounds both
+// and the Correction and reversal read-backs.
 func StreamLoader(js jetstream.JetStream) RecordLoader {
 	return func(ctx context.Context, seq uint64) (events.UsageRecord, error) {
 		var r events.UsageRecord

@@ -25,7 +25,7 @@ const (
 
 // Topology defaults.
 const (
-	DefaultMaxAge          = 2160 * time.Hour // 90 days
+	DefaultMaxAge          = 4464 * time.Hour // 186 days: config.DefaultMaxAge
 	DefaultRawMaxAge       = 9600 * time.Hour // 400 days
 	DefaultDuplicateWindow = 10 * time.Minute
 	DefaultAckWait         = 30 * time.Second

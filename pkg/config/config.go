@@ -148,13 +148,20 @@ type CSVSink struct {
 	Dir string `yaml:"dir"`
 }
 
+// USAGE retention. MinMaxAge covers the longest reach back into USAGE: a Correction or a reversal
+// reads the delivered revision back from it until the last re-read of a closed period (31 days of
+// the period + closing day ≤ 28 + three months of re-reads ≤ 92 days = 151 days), plus margin.
+const (
+	DefaultMaxAge = 186 * 24 * time.Hour // six months; the other streams can be rebuilt from ION_RAW
+	MinMaxAge     = 160 * 24 * time.Hour
+)
+
 // Defaults. Exported so that docs, tests and the CLI's help agree with the code.
 const (
 	DefaultReplicas        = 1
 	DefaultDataDir         = "./ionconnector-data"
 	DefaultEmbeddedListen  = "127.0.0.1:4222"
 	ListenOff              = "off"                // embedded.listen value for no TCP listener (bus.ListenOff)
-	DefaultMaxAge          = 90 * 24 * time.Hour  // other streams can be rebuilt from ION_RAW
 	DefaultRawMaxAge       = 9600 * time.Hour     // a little over 13 months
 	MinRawMaxAge           = 397 * 24 * time.Hour // the longest 13 months (the audit requirement); equals bus.MinRawMaxAge
 	DefaultDuplicateWindow = 10 * time.Minute

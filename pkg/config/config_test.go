@@ -70,7 +70,7 @@ func TestConfigDefaults(t *testing.T) {
 	want := &Config{
 		NATS:        NATS{Replicas: 1},
 		Embedded:    Embedded{DataDir: "./ionconnector-data", Listen: "127.0.0.1:4222"},
-		Streams:     Streams{MaxAge: 2160 * time.Hour, RawMaxAge: 9600 * time.Hour, DuplicateWindow: 10 * time.Minute},
+		Streams:     Streams{MaxAge: 4464 * time.Hour, RawMaxAge: 9600 * time.Hour, DuplicateWindow: 10 * time.Minute},
 		Log:         Log{Level: "info", Format: "json"},
 		Ion:         Ion{Timeout: 30 * time.Second, MaxRetries: 5, RequestsPerSecond: 2, Burst: 2},
 		Fetcher:     Fetcher{Workers: 4},
@@ -117,7 +117,7 @@ func TestConfigComplete(t *testing.T) {
 			Replicas:  3,
 		},
 		Embedded: Embedded{DataDir: "/var/lib/ionconnector", Listen: "127.0.0.1:14222"},
-		Streams:  Streams{MaxAge: 720 * time.Hour, RawMaxAge: 10000 * time.Hour, DuplicateWindow: 30 * time.Minute},
+		Streams:  Streams{MaxAge: 4400 * time.Hour, RawMaxAge: 10000 * time.Hour, DuplicateWindow: 30 * time.Minute},
 		Log:      Log{Level: "debug", Format: "text"},
 		HTTP:     HTTP{Listen: "0.0.0.0:9090"},
 		Ion:      Ion{Timeout: 45 * time.Second, MaxRetries: 3, RequestsPerSecond: 1.5, Burst: 4},

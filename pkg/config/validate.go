@@ -69,7 +69,10 @@ func (c *Config) Validate() error {
 	}
 
 	s := c.Streams
-	v.positive("streams.max_age", s.MaxAge)
+	if v.positive("streams.max_age", s.MaxAge) && s.MaxAge < MinMaxAge {
+		v.add("streams.max_age", "%s is shorter than %s: corrections and reversals read the delivered revision back from USAGE until the last re-read of a closed period",
+			s.MaxAge, MinMaxAge)
+	}
 	if s.RawMaxAge < MinRawMaxAge {
 		v.add("streams.raw_max_age", "%s is shorter than 13 months (%s): ION_RAW is the audit log that replays need",
 			s.RawMaxAge, MinRawMaxAge)
