@@ -107,6 +107,9 @@ func StartEmbedded(ctx context.Context, opts EmbeddedOptions) (*Embedded, error)
 		return nil, err
 	}
 	e.lock = lock
+	if e.clientURL != "" {
+		writeHolder(lock, e.clientURL)
+	}
 	return e, nil
 }
 
@@ -230,8 +233,8 @@ func lockDir(dir string) (*os.File, error) {
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		holder := ""
-		if b, rerr := os.ReadFile(path); rerr == nil && len(strings.TrimSpace(string(b))) > 0 {
-			holder = " (pid " + strings.TrimSpace(string(b)) + ")"
+		if pid, _ := readHolder(dir); pid != "" {
+			holder = " (pid " + pid + ")"
 		}
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
@@ -239,11 +242,40 @@ func lockDir(dir string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("embedded: lock %s: %w", path, err)
 	}
-	// The pid is only a hint for the error above; the lock itself is what counts.
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
+	writeHolder(f, "")
 	return f, nil
+}
+
+// writeHolder records in the lock file the holder's pid and, when it listens, its client URL:
+// hints for the error of a second process and for operator commands (HolderURL); the lock
+// itself is what counts.
+func writeHolder(f *os.File, url string) {
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"+url+"\n"), 0)
+	}
+}
+
+func readHolder(dir string) (pid, url string) {
+	b, err := os.ReadFile(filepath.Join(dir, lockFileName))
+	if err != nil {
+		return "", ""
+	}
+	pid, rest, _ := strings.Cut(string(b), "\n")
+	url, _, _ = strings.Cut(rest, "\n")
+	return strings.TrimSpace(pid), strings.TrimSpace(url)
+}
+
+// HolderURL is the loopback client URL of the process that holds dir's lock, or "" when it
+// does not listen or nobody holds it: how an operator command reaches a running ionconnector
+// without being told NATS_URL.
+func HolderURL(dir string) string {
+	lock, err := lockDir(dir)
+	if err == nil {
+		_ = unlock(lock) // nobody holds it: a URL left in the file is stale
+		return ""
+	}
+	_, url := readHolder(dir)
+	return url
 }
 
 func unlock(f *os.File) error {

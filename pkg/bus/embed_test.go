@@ -66,14 +66,25 @@ func TestEmbeddedLockAndRestartKeepsData(t *testing.T) {
 	if !errors.Is(err, ErrDataDirLocked) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "another ionconnector") {
 		t.Fatalf("second StartEmbedded on %s: err = %v, want ErrDataDirLocked naming the dir", dir, err)
 	}
+	// Operator commands find the holder's listener through the lock file.
+	if got := HolderURL(dir); got != e.ClientURL() {
+		t.Fatalf("HolderURL = %q while the server runs, want %q", got, e.ClientURL())
+	}
 
 	nc.Close()
 	if err := e.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
 
-	// The lock is released and the data survives.
+	// Nobody holds the dir: the URL left in the file is stale and not reported.
+	if got := HolderURL(dir); got != "" {
+		t.Fatalf("HolderURL = %q after shutdown, want empty", got)
+	}
+	// The lock is released and the data survives; a holder without a listener names no URL.
 	e2 := startEmbeddedT(t, EmbeddedOptions{DataDir: dir, Listen: ListenOff})
+	if got := HolderURL(dir); got != "" {
+		t.Fatalf("HolderURL = %q for a holder without a listener, want empty", got)
+	}
 	nc2, err := e2.Connect(ctx, "test2")
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -30,4 +32,14 @@ func (c *Config) Redacted() map[string]any {
 		return map[string]any{"error": err.Error()}
 	}
 	return out
+}
+
+// YAML returns the configuration as a config file that Load reads back (the demo writes its
+// own this way). It holds file paths, never secret values.
+func (c *Config) YAML() ([]byte, error) {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("config: encode: %w", err)
+	}
+	return b, nil
 }

@@ -39,11 +39,16 @@ func demoCmd(ctx context.Context, io IO, args []string) int {
 	seed := fs.Int64("seed", 1, "seed of the generated partner: the same seed is the same data")
 	failRate := fs.Float64("billing-fail-rate", 0, "fraction of deliveries the billing receiver fails (it is retried)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	stay := fs.Bool("stay", false, "keep everything running after the summary (until Ctrl-C) and write a config file, so that the operator commands (status, sync --dry-run, dlq, reconcile, approve, …) can be tried against the demo from another terminal")
 	if code, done := parseFlags(fs, io, args); done {
 		return code
 	}
 	started := time.Now()
 	period := time.Now().UTC().AddDate(0, -1, 0).Format("2006-01")
+	// Absolute paths: the config that --stay writes is used from other directories too.
+	if abs, err := filepath.Abs(*dataDir); err == nil {
+		*dataDir = abs
+	}
 	dir := filepath.Join(*dataDir, "demo")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		fmt.Fprintf(io.Stderr, "demo: %v\n", err)
@@ -101,6 +106,35 @@ func demoCmd(ctx context.Context, io IO, args []string) int {
 	if !res.Summary.Reconciled {
 		return service.ExitFailed
 	}
+	if *stay {
+		return demoStay(io, env, dir, period)
+	}
+	return service.ExitOK
+}
+
+// demoStay keeps the demo running after its sync for the operator commands, which reach it
+// through the listener recorded in the data dir's lock file, with the config written here.
+func demoStay(io IO, env *demoEnv, dir, period string) int {
+	cfgPath := filepath.Join(dir, "config.yaml")
+	b, err := env.host.Deps.Config.YAML()
+	if err == nil {
+		// File paths only (token files, key files): the config holds no secret values.
+		err = os.WriteFile(cfgPath, append([]byte("# written by `ionconnector demo --stay`: the demo's own configuration\n"), b...), 0o600)
+	}
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "demo: write %s: %v\n", cfgPath, err)
+		return service.ExitFailed
+	}
+	fmt.Fprintf(io.Stderr, "\nThe demo keeps running (Ctrl-C stops it). In another terminal, for example:\n"+
+		"  export ION_CONNECTOR_CONFIG=%s\n"+
+		"  ionconnector status\n"+
+		"  ionconnector sync --dry-run --account %s --period %s\n"+
+		"  ionconnector reconcile --account %s --period %s\n"+
+		"  ionconnector dlq list\n"+
+		"  nats --server %s stream ls\n", cfgPath, demoAccount, period, demoAccount, period, orOff(env.host.Embedded.ClientURL()))
+	wait, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	<-wait.Done()
 	return service.ExitOK
 }
 

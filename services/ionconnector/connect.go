@@ -42,20 +42,24 @@ var errStoreInUse = errors.New("data dir in use")
 //
 //   - NATS_URL (config nats.url) set: connect to that server or cluster;
 //   - otherwise the embedded store in cfg.Embedded.DataDir, started in this process with no
-//     listener, when no ionconnector holds it. If one does (its lock is taken), the error
-//     wraps errStoreInUse and tells the user to connect to that process's loopback listener.
+//     listener, when no ionconnector holds it. If one does (its lock is taken), the command
+//     connects to the loopback listener that process recorded in the lock file; when it runs
+//     without one, the error wraps errStoreInUse.
 func connectForCommand(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*cmdConn, error) {
 	c := &cmdConn{}
-	if cfg.NATS.URL != "" {
+	dial := func(url string, n config.NATS) error {
 		nc, err := bus.Connect(ctx, bus.ConnOptions{
-			URL: cfg.NATS.URL, CredsFile: cfg.NATS.CredsFile,
-			TLSCAFile: cfg.NATS.TLS.CAFile, TLSCertFile: cfg.NATS.TLS.CertFile, TLSKeyFile: cfg.NATS.TLS.KeyFile,
+			URL: url, CredsFile: n.CredsFile,
+			TLSCAFile: n.TLS.CAFile, TLSCertFile: n.TLS.CertFile, TLSKeyFile: n.TLS.KeyFile,
 			Name: "ionconnector-cli", Logger: logger,
 		})
-		if err != nil {
+		c.NC = nc
+		return err
+	}
+	if cfg.NATS.URL != "" {
+		if err := dial(cfg.NATS.URL, cfg.NATS); err != nil {
 			return nil, err
 		}
-		c.NC = nc
 	} else {
 		dir := cfg.Embedded.DataDir
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
@@ -63,24 +67,32 @@ func connectForCommand(ctx context.Context, cfg *config.Config, logger *slog.Log
 		}
 		emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{DataDir: dir, Listen: bus.ListenOff, ServerName: "ionconnector-cli", Logger: logger})
 		if errors.Is(err, bus.ErrDataDirLocked) {
-			url := "nats://" + bus.DefaultListen
-			if l := cfg.Embedded.Listen; l != "" && l != bus.ListenOff {
-				url = "nats://" + l
+			// A running ionconnector holds the store: go through the loopback listener it
+			// recorded in the lock file, as the nats CLI would.
+			if url := bus.HolderURL(dir); url != "" {
+				if err := dial(url, config.NATS{}); err != nil {
+					return nil, fmt.Errorf("the ionconnector running on %s listens on %s: %w", dir, url, err)
+				}
+				logger.Debug("connected to the running ionconnector's listener", "url", url)
+				emb, err = nil, nil
+			} else {
+				return nil, fmt.Errorf("%w: %v\nan ionconnector is running on %s without a listener (--listen off); start it with a listener and use\n  NATS_URL=nats://%s ionconnector %s",
+					errStoreInUse, err, dir, bus.DefaultListen, "<command> [flags]")
 			}
-			return nil, fmt.Errorf("%w: %v\nan ionconnector is running on %s; run this command against its loopback listener instead:\n  NATS_URL=%s ionconnector %s",
-				errStoreInUse, err, dir, url, "<command> [flags]")
 		}
 		if err != nil {
 			return nil, err
 		}
-		c.Embedded = emb
-		c.closers = append(c.closers, func() { _ = emb.Shutdown(context.Background()) })
-		nc, err := emb.Connect(ctx, "ionconnector-cli")
-		if err != nil {
-			c.Close()
-			return nil, err
+		if emb != nil {
+			c.Embedded = emb
+			c.closers = append(c.closers, func() { _ = emb.Shutdown(context.Background()) })
+			nc, err := emb.Connect(ctx, "ionconnector-cli")
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			c.NC = nc
 		}
-		c.NC = nc
 	}
 	c.closers = append(c.closers, func() { _ = c.NC.Drain() })
 	js, err := jetstream.New(c.NC)

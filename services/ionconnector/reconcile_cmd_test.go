@@ -191,14 +191,15 @@ func populate(t *testing.T, dir string, check func(clientURL string)) (want []ev
 	return want
 }
 
-// reconcile and snapshot read a deployment's store: through NATS_URL while it runs (and
-// refuse its locked data dir with directions), and from the data dir once it has stopped.
+// reconcile and snapshot read a deployment's store: while it runs through NATS_URL or the
+// listener its lock file names, and from the data dir once it has stopped.
 func TestReconcileAndSnapshotCommands(t *testing.T) {
 	dir := t.TempDir()
 	want := populate(t, dir, func(url string) {
+		// The data dir is held: the command goes through the listener the holder recorded.
 		r := runCLI(t, nil, "reconcile", "--account", tAcct, "--period", tPeriod, "--data-dir", dir)
-		if r.code != service.ExitUsage || !strings.Contains(r.stderr, "NATS_URL=nats://127.0.0.1:4222 ionconnector reconcile") {
-			t.Errorf("reconcile on a locked data dir: exit %d, stderr %q", r.code, r.stderr)
+		if r.code != service.ExitOK || !strings.Contains(r.stdout, "RECONCILED") {
+			t.Errorf("reconcile on a held data dir: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 		r = runCLI(t, map[string]string{"NATS_URL": url}, "reconcile", "--account", tAcct, "--period", tPeriod)
 		if r.code != service.ExitOK || !strings.Contains(r.stdout, "RECONCILED") {
@@ -290,5 +291,18 @@ func TestReconcileAndSnapshotCommands(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a read command created a data dir: %v", err)
+	}
+
+	// A holder without a listener cannot be reached: the command says so instead of waiting.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	emb, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{DataDir: dir, Listen: bus.ListenOff, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = emb.Shutdown(context.Background()) }()
+	r = runCLI(t, nil, "reconcile", "--account", tAcct, "--period", tPeriod, "--data-dir", dir)
+	if r.code != service.ExitUsage || !strings.Contains(r.stderr, "without a listener") || !strings.Contains(r.stderr, "NATS_URL=") {
+		t.Errorf("reconcile on a data dir held without a listener: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

@@ -39,7 +39,7 @@ func connectDeployment(ctx context.Context, io IO, name, cfgPath, dataDir string
 	if c.Embedded != nil {
 		c.Close()
 		fmt.Fprintf(io.Stderr, "%s: no deployment is running on %s: nothing would work on the request.\n"+
-			"Start `ionconnector run` (then use NATS_URL=nats://<its listener>), set NATS_URL for a cluster, or use `sync --once`.\n",
+			"Start `ionconnector run` on it (commands reach it through its listener), set NATS_URL for a cluster, or use `sync --once`.\n",
 			name, cfg.Embedded.DataDir)
 		return nil, service.ExitUsage
 	}
