@@ -445,3 +445,27 @@ func TestEmbeddedListenOff(t *testing.T) {
 		t.Fatalf("listen %q: %v, want an embedded.listen error", c.Embedded.Listen, err)
 	}
 }
+
+// The demo writes its config with YAML; Load must read back exactly what was written.
+func TestYAMLRoundTrip(t *testing.T) {
+	c, err := Load("testdata/complete.yaml", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "written.yaml")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Load(path, func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("Load of the written config: %v\n%s", err, b)
+	}
+	// Redacted is the file's key tree (the unexported secret caches are not part of the file).
+	if got, want := back.Redacted(), c.Redacted(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip changed the config:\nwant %v\ngot  %v", want, got)
+	}
+}
