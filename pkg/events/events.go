@@ -119,7 +119,17 @@ func NewMessage(m Meta, data any) (*message.Message, error) {
 	if m.ID == uuid.Nil || m.Type == "" || m.Source == "" {
 		return nil, errors.New("events: id, type and source are required")
 	}
-	body, err := json.Marshal(data)
+	// Records, the pipeline's bulk event, are encoded by hand (record_codec.go).
+	if r, ok := data.(UsageRecord); ok {
+		data = &r
+	}
+	var body []byte
+	var err error
+	if r, ok := data.(*UsageRecord); ok && r != nil {
+		body, err = r.appendJSON(make([]byte, 0, 2560))
+	} else {
+		body, err = json.Marshal(data)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("events: encode %s: %w", m.Type, err)
 	}
@@ -151,7 +161,13 @@ func Decode(msg *message.Message, wantType string, v any) error {
 	if got := msg.Metadata.Get(HeaderType); got != wantType {
 		return fmt.Errorf("%w: ce-type %q, want %q", ErrUndecodable, got, wantType)
 	}
-	if err := json.Unmarshal(msg.Payload, v); err != nil {
+	var err error
+	if r, ok := v.(*UsageRecord); ok {
+		err = DecodeUsageRecord(msg.Payload, r)
+	} else {
+		err = json.Unmarshal(msg.Payload, v)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %s body: %v", ErrUndecodable, wantType, err)
 	}
 	return nil

@@ -100,7 +100,7 @@ func (r UsageRecord) ContentHash() string {
 	for _, t := range []*time.Time{&r.BillingPeriodStart, &r.BillingPeriodEnd, &r.ChargePeriodStart, &r.ChargePeriodEnd} {
 		*t = t.UTC()
 	}
-	return jsonSHA256(r)
+	return r.contentSHA256() // = jsonSHA256(r), see record_codec.go
 }
 
 // EventMeta returns the CloudEvents context of the record: one event per (record id, revision).

@@ -17,6 +17,12 @@ import (
 // encoding/json instead.
 func fastRowValues(b []byte, vals []rawValue) (_ []rawValue, ok bool) {
 	s := scan{b: b}
+	vals, ok = s.row(vals)
+	return vals, ok && s.end()
+}
+
+// row reads one row object at s.i, leaving s.i just after it.
+func (s *scan) row(vals []rawValue) (_ []rawValue, ok bool) {
 	vals = vals[:0]
 	if !s.consume('{') {
 		return vals, false
@@ -53,11 +59,7 @@ func fastRowValues(b []byte, vals []rawValue) (_ []rawValue, ok bool) {
 		if s.consume(',') {
 			continue
 		}
-		if !s.consume('}') {
-			return vals, false
-		}
-		s.ws()
-		return vals, s.i == len(s.b)
+		return vals, s.consume('}')
 	}
 }
 

@@ -187,6 +187,17 @@ type decodeOpts struct {
 }
 
 func decodeReportDataOpts(body io.Reader, path string, cols []ReportColumn, opts decodeOpts, fn func(Row) error) (ReportMeta, error) {
+	if b, ok := inMemory(body); ok {
+		if json.Valid(b) {
+			return decodeReportDataBytes(b, path, cols, opts, fn)
+		}
+		body = bytes.NewReader(b) // the streaming decoder says what is wrong with it
+	}
+	return decodeReportDataStream(body, path, cols, opts, fn)
+}
+
+// decodeReportDataStream decodes the body as it arrives, one row at a time.
+func decodeReportDataStream(body io.Reader, path string, cols []ReportColumn, opts decodeOpts, fn func(Row) error) (ReportMeta, error) {
 	var meta ReportMeta
 	dec := json.NewDecoder(body)
 	dec.UseNumber()
@@ -287,46 +298,15 @@ func decodeResults(dec *json.Decoder, cols []ReportColumn, opts decodeOpts, meta
 		if d, ok := t.(json.Delim); !ok || d != '[' {
 			return fmt.Errorf("rows: want an array")
 		}
-		agg := aggregated(cols)
-		var (
-			rowJSON json.RawMessage // reused: Decode appends into it
-			scratch []rawValue
-			values  []Value
-		)
+		rs := newRowSink(cols, opts, meta, fn)
+		var rowJSON json.RawMessage // reused: Decode appends into it
 		for dec.More() {
 			// One row at a time: memory is bounded by the widest row, not the report.
 			if err := dec.Decode(&rowJSON); err != nil {
 				return err
 			}
-			raws, ok := fastRowValues(rowJSON, scratch)
-			scratch = raws
-			if !ok {
-				var raw struct {
-					Values []rawValue `json:"values"`
-				}
-				if err := json.Unmarshal(rowJSON, &raw); err != nil {
-					return err
-				}
-				raws = raw.Values
-			}
-			if !opts.reuse {
-				values = nil
-			}
-			row, err := makeRow(cols, raws, values)
-			if err != nil {
+			if err := rs.row(rowJSON); err != nil {
 				return err
-			}
-			values = row.Values
-			meta.Rows++
-			sub := isSubtotal(row, agg)
-			if sub {
-				meta.Subtotals++
-			}
-			if sub && !opts.subtotals {
-				continue
-			}
-			if err := fn(row); err != nil {
-				return callbackError{err}
 			}
 		}
 		if err := expectDelim(dec, ']'); err != nil {
@@ -334,6 +314,62 @@ func decodeResults(dec *json.Decoder, cols []ReportColumn, opts decodeOpts, meta
 		}
 	}
 	return expectDelim(dec, '}')
+}
+
+// rowSink turns the rows of one "rows" array into Rows for fn: the streaming decoder and the
+// in-memory walker (rowswalk.go) share it, so both treat every row alike.
+type rowSink struct {
+	cols    []ReportColumn
+	opts    decodeOpts
+	meta    *ReportMeta
+	fn      func(Row) error
+	agg     []bool
+	scratch []rawValue
+	values  []Value
+}
+
+func newRowSink(cols []ReportColumn, opts decodeOpts, meta *ReportMeta, fn func(Row) error) *rowSink {
+	return &rowSink{cols: cols, opts: opts, meta: meta, fn: fn, agg: aggregated(cols)}
+}
+
+// row decodes one row's JSON and hands it to fn; fn's error comes back as a callbackError.
+func (rs *rowSink) row(rowJSON []byte) error {
+	raws, ok := fastRowValues(rowJSON, rs.scratch)
+	rs.scratch = raws
+	if !ok {
+		var raw struct {
+			Values []rawValue `json:"values"`
+		}
+		if err := json.Unmarshal(rowJSON, &raw); err != nil {
+			return err
+		}
+		raws = raw.Values
+	}
+	return rs.rowValues(raws)
+}
+
+// rowValues makes the Row of one row's values and hands it to fn.
+func (rs *rowSink) rowValues(raws []rawValue) error {
+	if !rs.opts.reuse {
+		rs.values = nil
+	}
+	row, err := makeRow(rs.cols, raws, rs.values)
+	if err != nil {
+		return err
+	}
+	rs.values = row.Values
+	rs.meta.Rows++
+	sub := isSubtotal(row, rs.agg)
+	if sub {
+		rs.meta.Subtotals++
+	}
+	if sub && !rs.opts.subtotals {
+		return nil
+	}
+	if err := rs.fn(row); err != nil {
+		return callbackError{err}
+	}
+	return nil
 }
 
 // makeRow converts raws into dst's storage when it is large enough.

@@ -2,6 +2,7 @@ package usage
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 
@@ -16,13 +17,17 @@ import (
 // instant, the resource URI is lower-cased (Azure ids are case-insensitive), the rest trimmed.
 func RecordID(pc PageContext, l Line) uuid.UUID {
 	start, _, _ := pc.periodBounds()
-	keys := l.groupingKeys()
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + canonical(k, l.Get(k))
+	// = events.RecordID(…, "key=value"…), without a string per part or a key per row.
+	key := recordIDKeys.Get().(*events.RecordIDKey)
+	defer recordIDKeys.Put(key)
+	key.Reset(pc.Account, start, pc.Mode, pc.ColumnSetVersion)
+	for _, k := range l.groupingKeys() {
+		key.Add(k, "=", canonical(k, l.Get(k)))
 	}
-	return events.RecordID(pc.Account, start, pc.Mode, pc.ColumnSetVersion, parts...)
+	return key.ID()
 }
+
+var recordIDKeys = sync.Pool{New: func() any { return new(events.RecordIDKey) }}
 
 func canonical(key, v string) string {
 	switch key {

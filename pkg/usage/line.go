@@ -1,7 +1,7 @@
 package usage
 
 import (
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -93,6 +93,6 @@ func (l Line) groupingKeys() []string {
 			keys = append(keys, k)
 		}
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	return keys
 }

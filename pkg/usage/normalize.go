@@ -113,10 +113,11 @@ func normalize(lk *Lookups, pc PageContext, l Line, tbl ChargeTable) (Record, er
 	r.SkuID = optional(joinNonEmpty("/", l.Get(ColProductID), l.Get(ColSkuID)))
 	r.SkuMeter = optional(l.Get(ColMeterName))
 
+	resourceType := ResourceTypeOf(l.Get(ColResourceURI)) // computed once: it splits the URI
 	if uri := strings.ToLower(l.Get(ColResourceURI)); uri != "" {
 		r.ResourceID = &uri
 		r.ResourceName = optional(uri[strings.LastIndexByte(uri, '/')+1:])
-		r.ResourceType = optional(ResourceTypeOf(uri))
+		r.ResourceType = optional(resourceType)
 	}
 
 	regionRaw := l.Get(ColRegion)
@@ -133,8 +134,10 @@ func normalize(lk *Lookups, pc PageContext, l Line, tbl ChargeTable) (Record, er
 		}
 	}
 
-	svc := lk.ServiceFor(l.Get(ColResourceURI), l.Get(ColMeterCategory), l.Get(ColProductName))
-	if _, fromType := lk.ServiceOfType(ResourceTypeOf(l.Get(ColResourceURI))); !fromType {
+	// = ServiceFor(uri, …), whose first step is ServiceOfType(ResourceTypeOf(uri)).
+	svc, fromType := lk.ServiceOfType(resourceType)
+	if !fromType {
+		svc = lk.ServiceFor("", l.Get(ColMeterCategory), l.Get(ColProductName))
 		r.Flags = append(r.Flags, events.FlagServiceFallback)
 	}
 	r.ServiceName, r.ServiceCategory = svc.Name, svc.Category

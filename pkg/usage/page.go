@@ -19,7 +19,7 @@ func NormalizePage(pc PageContext, lines []Line, tbl ChargeTable) (PageResult, e
 		return PageResult{}, err
 	}
 	var res PageResult
-	var in []Record
+	in := make([]Record, 0, len(lines))
 	for _, l := range lines {
 		r, err := Normalize(pc, l, tbl)
 		if err != nil {

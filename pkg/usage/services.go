@@ -16,7 +16,13 @@ type Service struct {
 // The last "providers" segment wins so extension resources get their own type. URIs without
 // a provider name a resource group or subscription; anything else returns "".
 func ResourceTypeOf(uri string) string {
-	segs := strings.FieldsFunc(strings.ToLower(strings.TrimSpace(uri)), func(r rune) bool { return r == '/' })
+	var buf [24]string // the non-empty segments; a URI rarely has more, and append copes
+	segs := buf[:0]
+	for s := range strings.SplitSeq(strings.ToLower(strings.TrimSpace(uri)), "/") {
+		if s != "" {
+			segs = append(segs, s)
+		}
+	}
 	p := -1
 	for i, s := range segs {
 		if s == "providers" {
