@@ -170,6 +170,14 @@ func (c ConsumerSpec) validate() error {
 	return errors.Join(errs...)
 }
 
+// UsageDuplicateWindow caps USAGE's duplicate window. The server keeps every message id of the
+// window in memory, and USAGE has one message per record, so its map is the one that grows with
+// volume (rate × window: about 80 bytes an id). Its duplicates come from a page transformed
+// again while its delivery is retried (in-process retries take at most 25.5s) or redriven twice
+// at once; anything later the ledger ignores, as it ignores every revision it holds (the window
+// is a first line only, DESIGN.md "Delivery semantics").
+const UsageDuplicateWindow = time.Minute
+
 // StreamConfigs returns the five pipeline streams as Provision creates them.
 func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 	names := make([]string, 0, len(events.StreamSubjects))
@@ -183,6 +191,10 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 		if name == events.StreamRaw {
 			maxAge = t.RawMaxAge
 		}
+		dup := t.DuplicateWindow
+		if name == events.StreamUsage {
+			dup = min(dup, UsageDuplicateWindow)
+		}
 		cfg := jetstream.StreamConfig{
 			Name:        name,
 			Subjects:    []string{events.StreamSubjects[name]},
@@ -191,7 +203,7 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Compression: jetstream.S2Compression,
 			Discard:     jetstream.DiscardOld,
 			MaxAge:      maxAge,
-			Duplicates:  t.DuplicateWindow,
+			Duplicates:  dup,
 			Replicas:    t.Replicas,
 			MaxMsgs:     -1,
 			MaxBytes:    -1,

@@ -123,9 +123,13 @@ func checkStreams(ctx context.Context, t *testing.T, js jetstream.JetStream) {
 		if name == events.StreamRaw {
 			wantAge = DefaultRawMaxAge
 		}
+		wantDup := DefaultDuplicateWindow
+		if name == events.StreamUsage {
+			wantDup = UsageDuplicateWindow // capped: its id map grows with volume
+		}
 		if !slices.Equal(c.Subjects, []string{subject}) || c.Retention != jetstream.LimitsPolicy ||
 			c.Storage != jetstream.FileStorage || c.Compression != jetstream.S2Compression ||
-			c.MaxAge != wantAge || c.Duplicates != DefaultDuplicateWindow || c.Replicas != 1 || c.MaxMsgSize != 512<<10 {
+			c.MaxAge != wantAge || c.Duplicates != wantDup || c.Replicas != 1 || c.MaxMsgSize != 512<<10 {
 			t.Errorf("stream %s config: subjects %v retention %v storage %v compression %v max age %s duplicates %s replicas %d max msg %d",
 				name, c.Subjects, c.Retention, c.Storage, c.Compression, c.MaxAge, c.Duplicates, c.Replicas, c.MaxMsgSize)
 		}
@@ -194,7 +198,7 @@ func TestTopologyValidate(t *testing.T) {
 	for name, mod := range map[string]func(*Topology){
 		"replicas":          func(t *Topology) { t.Replicas = 7 },
 		"raw age":           func(t *Topology) { t.RawMaxAge = 30 * 24 * time.Hour },
-		"dup window":        func(t *Topology) { t.DuplicateWindow = 3000 * time.Hour },
+		"dup window":        func(t *Topology) { t.DuplicateWindow = t.MaxAge + time.Hour },
 		"unknown stream":    func(t *Topology) { t.Consumers[0].Stream = "NOPE" },
 		"filter outside":    func(t *Topology) { t.Consumers[0].FilterSubjects = []string{"usage.v1.>"} },
 		"bad durable":       func(t *Topology) { t.Consumers[0].Durable = "a.b" },

@@ -90,6 +90,10 @@ type SubscriberOptions struct {
 	CloseTimeout time.Duration
 	// AckTimeout bounds the wait for the server to confirm an ack (default 5s).
 	AckTimeout time.Duration
+	// Gate, when set, is called before each pull and the pull waits until it returns: the
+	// backpressure hook (Backlog.Wait). Nothing is held while it waits, so no AckWait burns.
+	// Its context ends when the subscription stops.
+	Gate func(ctx context.Context) error
 }
 
 // Validate reports options that can never work.
@@ -179,6 +183,9 @@ type subscription struct {
 	stopc  chan struct{} // closed when the subscription stops taking new messages
 	giveUp chan struct{} // closed CloseTimeout after stopc: in-flight messages are abandoned
 	done   chan struct{} // closed after out is closed
+	// gateCtx is cancelled with stopc, so a Gate blocked in Wait returns on shutdown.
+	gateCtx    context.Context
+	cancelGate context.CancelFunc
 }
 
 // Subscribe binds to the existing durable pull consumer of topic and returns its messages. It
@@ -208,9 +215,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		giveUp: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	sub.gateCtx, sub.cancelGate = context.WithCancel(context.WithoutCancel(ctx))
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		sub.cancelGate()
 		return nil, ErrSubscriberClosed
 	}
 	s.subs = append(s.subs, sub)
@@ -285,6 +294,7 @@ func (s *Subscriber) Close() error {
 func (sub *subscription) stop() {
 	sub.once.Do(func() {
 		close(sub.stopc)
+		sub.cancelGate()
 		time.AfterFunc(sub.s.opts.CloseTimeout, func() { close(sub.giveUp) })
 	})
 }
@@ -304,6 +314,15 @@ func (sub *subscription) work() {
 	defer sub.wg.Done()
 	o := sub.s.opts
 	for !sub.stopping() {
+		if o.Gate != nil {
+			if err := o.Gate(sub.gateCtx); err != nil {
+				if !sub.stopping() {
+					sub.log.Warn("gate failed", "err", err)
+					sub.pause()
+				}
+				continue
+			}
+		}
 		batch, err := sub.cons.Fetch(o.Batch, jetstream.FetchMaxWait(o.PollWait))
 		if err != nil {
 			sub.log.Warn("pull failed", "err", err)

@@ -118,10 +118,16 @@ type Account struct {
 // Fetcher, Transformer and Publisher size each stage's worker pool.
 type Fetcher struct {
 	Workers int `yaml:"workers"`
+	// MaxBacklog is backpressure: fetch tasks wait while more than this many raw pages wait
+	// for the transformer (ION_RAW). -1 turns it off.
+	MaxBacklog int `yaml:"max_backlog"`
 }
 
 type Transformer struct {
 	Workers int `yaml:"workers"`
+	// MaxBacklog is backpressure: raw pages wait while more than this many usage records wait
+	// for the publisher (USAGE). -1 turns it off.
+	MaxBacklog int `yaml:"max_backlog"`
 }
 
 type Publisher struct {
@@ -179,6 +185,15 @@ const (
 	DefaultSinkTimeout     = 30 * time.Second
 )
 
+// Backpressure bounds (fetcher.max_backlog, transformer.max_backlog; see bus.Backlog): a few
+// pages' worth, so a stage reads what the previous one just wrote from the server's cache
+// instead of loading old compressed blocks.
+const (
+	DefaultFetcherMaxBacklog     = 8      // raw pages
+	DefaultTransformerMaxBacklog = 10_000 // usage records
+	BacklogOff                   = -1
+)
+
 // setDefaults fills every field the file and the environment left at its zero value.
 func (c *Config) setDefaults() {
 	def := func(p *int, v int) {
@@ -218,6 +233,8 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.Fetcher.Workers, DefaultWorkers)
 	def(&c.Transformer.Workers, DefaultWorkers)
+	def(&c.Fetcher.MaxBacklog, DefaultFetcherMaxBacklog)
+	def(&c.Transformer.MaxBacklog, DefaultTransformerMaxBacklog)
 	def(&c.Publisher.Workers, DefaultPublishWorkers)
 	def(&c.Publisher.BatchSize, DefaultBatchSize)
 	defD(&c.Publisher.BatchWait, DefaultBatchWait)

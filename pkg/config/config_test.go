@@ -73,8 +73,8 @@ func TestConfigDefaults(t *testing.T) {
 		Streams:     Streams{MaxAge: 4464 * time.Hour, RawMaxAge: 9600 * time.Hour, DuplicateWindow: 10 * time.Minute},
 		Log:         Log{Level: "info", Format: "json"},
 		Ion:         Ion{Timeout: 30 * time.Second, MaxRetries: 5, RequestsPerSecond: 2, Burst: 2},
-		Fetcher:     Fetcher{Workers: 4},
-		Transformer: Transformer{Workers: 4},
+		Fetcher:     Fetcher{Workers: 4, MaxBacklog: 8},
+		Transformer: Transformer{Workers: 4, MaxBacklog: 10_000},
 		Publisher:   Publisher{Workers: 2, BatchSize: 500, BatchWait: 2 * time.Second},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -134,8 +134,8 @@ func TestConfigComplete(t *testing.T) {
 				Currency: "USD", ClosingDay: 10,
 			},
 		},
-		Fetcher:     Fetcher{Workers: 8},
-		Transformer: Transformer{Workers: 6},
+		Fetcher:     Fetcher{Workers: 8, MaxBacklog: 16},
+		Transformer: Transformer{Workers: 6, MaxBacklog: BacklogOff},
 		Publisher:   Publisher{Workers: 3, BatchSize: 250, BatchWait: 5 * time.Second},
 		Sinks: Sinks{
 			HTTP: &HTTPSink{URL: "https://billing.example.test/v1/deliveries", SecretFile: "/run/secrets/billing.hmac", Timeout: 10 * time.Second},
@@ -194,6 +194,19 @@ accounts:
 	}, "\n")
 	if err.Error() != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", err, want)
+	}
+}
+
+// A backlog bound is at least 1, or -1 for off; 0 is the default, so it never reaches Validate.
+func TestConfigMaxBacklog(t *testing.T) {
+	t.Parallel()
+	p := writeConfig(t, "fetcher:\n  max_backlog: -2\ntransformer:\n  max_backlog: -5\n")
+	errs := validationErrors(t, p, noEnv)
+	requireFields(t, errs, "fetcher.max_backlog", "transformer.max_backlog")
+	c := Default()
+	c.Fetcher.MaxBacklog, c.Transformer.MaxBacklog = BacklogOff, 1
+	if err := c.Validate(); err != nil {
+		t.Errorf("-1 (off) and 1: %v", err)
 	}
 }
 

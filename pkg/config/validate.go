@@ -146,6 +146,8 @@ func (c *Config) Validate() error {
 	v.workers("fetcher.workers", c.Fetcher.Workers)
 	v.workers("transformer.workers", c.Transformer.Workers)
 	v.workers("publisher.workers", c.Publisher.Workers)
+	v.backlog("fetcher.max_backlog", c.Fetcher.MaxBacklog)
+	v.backlog("transformer.max_backlog", c.Transformer.MaxBacklog)
 	if c.Publisher.BatchSize < 1 {
 		v.add("publisher.batch_size", "%d is less than 1", c.Publisher.BatchSize)
 	}
@@ -222,6 +224,12 @@ func (v *validator) hostPort(field, s string) {
 func (v *validator) workers(field string, n int) {
 	if n < 1 || n > 1024 {
 		v.add(field, "%d is not from 1 to 1024", n)
+	}
+}
+
+func (v *validator) backlog(field string, n int) {
+	if n < 1 && n != BacklogOff {
+		v.add(field, "%d is not at least 1 (or %d: off)", n, BacklogOff)
 	}
 }
 

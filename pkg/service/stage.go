@@ -52,12 +52,19 @@ func NewStageWith(deps Deps, name string, tune func(*bus.RouterOptions)) (*Stage
 // Consume binds a handler to a provisioned durable consumer of a stream; filter is one of the
 // consumer's filter subjects (the subscriber refuses any other).
 func (s *Stage) Consume(stream, durable, filter string, h message.NoPublishHandlerFunc) error {
+	return s.ConsumeGated(stream, durable, filter, nil, h)
+}
+
+// ConsumeGated is Consume with a gate each pull loop waits on before it takes a message
+// (backpressure: bus.Backlog.Wait); nil means none.
+func (s *Stage) ConsumeGated(stream, durable, filter string, gate func(context.Context) error, h message.NoPublishHandlerFunc) error {
 	sub, err := bus.NewSubscriber(bus.SubscriberOptions{
 		JS:       s.deps.JS,
 		Stream:   stream,
 		Logger:   s.deps.Logger,
 		Consumer: func(string) string { return durable },
 		Workers:  workers(s.deps.Config, durable),
+		Gate:     gate,
 	})
 	if err != nil {
 		return fmt.Errorf("%s subscriber: %w", s.Name, err)

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ionusage/connector/pkg/bus"
+	"github.com/ionusage/connector/pkg/config"
 	"github.com/ionusage/connector/pkg/events"
 	"github.com/ionusage/connector/pkg/ion"
 	"github.com/ionusage/connector/pkg/service"
@@ -156,11 +157,42 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := st.Consume(events.StreamSync, durableRequests, filterRequests, s.syncRequested); err != nil {
 		return err
 	}
-	if err := st.Consume(events.StreamSync, durableTasks, filterTasks, s.runTask); err != nil {
+	gate, err := s.transformerBacklog()
+	if err != nil {
+		return err
+	}
+	// Only fetch tasks wait: a sync request is acknowledged once its plan is stored, and its
+	// tasks are what produce pages.
+	if err := st.ConsumeGated(events.StreamSync, durableTasks, filterTasks, gate, s.runTask); err != nil {
 		return err
 	}
 	return st.Run(ctx)
 }
+
+// transformerBacklog is the fetcher's backpressure: start no new fetch task while more than
+// fetcher.max_backlog raw pages wait for the transformer, so the transformer reads pages and
+// their bodies from the server's cache rather than old compressed blocks (bus.Backlog; nil
+// when off).
+func (s *Service) transformerBacklog() (func(context.Context) error, error) {
+	n := s.deps.Config.Fetcher.MaxBacklog
+	if n == config.BacklogOff {
+		return nil, nil
+	}
+	b, err := bus.NewBacklog(bus.BacklogOptions{
+		JS: s.deps.JS, Stream: events.StreamRaw, Durable: transformerDurable, Max: n, Refresh: backlogRefresh, Logger: s.deps.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetcher: %w", err)
+	}
+	return b.Wait, nil
+}
+
+// backlogRefresh is how old the transformer's backlog may be (0: bus.DefaultBacklogRefresh).
+// Tests shorten it: the sandbox's tasks all pass within one default refresh.
+var backlogRefresh time.Duration
+
+// transformerDurable is the transformer's durable on ION_RAW (bus.DefaultConsumers).
+const transformerDurable = "transformer"
 
 // Run is the service entry point shared by the standalone binary and ionconnector.
 func Run(ctx context.Context, deps service.Deps) error {

@@ -3,6 +3,7 @@ package ionconnector
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 )
@@ -27,7 +28,7 @@ func TestIntegrationBenchTiny(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
 		t.Fatalf("last stdout line is not JSON: %v\n%s", err, out.String())
 	}
-	for _, k := range []string{"records", "records_per_s", "ceiling_msgs_per_s", "ratio", "peak_rss_mb", "stored_bytes"} {
+	for _, k := range []string{"records", "records_per_s", "ceiling_msgs_per_s", "ratio", "peak_rss_mb", "ceiling_peak_rss_mb", "stored_bytes"} {
 		v, ok := r[k].(float64)
 		if !ok || v <= 0 {
 			t.Errorf("%s = %v, want a positive number", k, r[k])
@@ -38,6 +39,14 @@ func TestIntegrationBenchTiny(t *testing.T) {
 	}
 	if r["reconciled"] != true {
 		t.Errorf("reconciled = %v", r["reconciled"])
+	}
+	// The pipeline's peak is its own where the kernel lets bench reset it (Linux ≥ 4.0).
+	if _, err := os.Stat("/proc/self/clear_refs"); err == nil && r["peak_rss_reset"] != true {
+		t.Errorf("peak_rss_reset = %v with /proc/self/clear_refs present", r["peak_rss_reset"])
+	}
+	// Without GOMEMLIMIT (noEnv), bench runs under its default soft memory limit.
+	if r["memory_limit"] != float64(benchMemoryLimit) {
+		t.Errorf("memory_limit = %v, want %d", r["memory_limit"], benchMemoryLimit)
 	}
 }
 

@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ionusage/connector/pkg/bus"
 	"github.com/ionusage/connector/pkg/config"
 	"github.com/ionusage/connector/pkg/events"
 	"github.com/ionusage/connector/pkg/ionsim"
@@ -35,12 +38,17 @@ func init() {
 // BenchResult is the last stdout line of bench.
 type BenchResult struct {
 	Records          int     `json:"records"`
-	RecordsPerS      float64 `json:"records_per_s"`      // end to end: sync request → reconciled
-	CeilingMsgsPerS  float64 `json:"ceiling_msgs_per_s"` // nats.go async publish + durable consume/ack
-	Ratio            float64 `json:"ratio"`              // records_per_s / ceiling_msgs_per_s
-	PeakRSSMB        float64 `json:"peak_rss_mb"`        // VmHWM of the whole process (server included)
-	StoredBytes      uint64  `json:"stored_bytes"`       // JetStream store usage after the run
-	RecordBytes      int     `json:"record_bytes"`       // average USAGE message size (the ceiling's size)
+	RecordsPerS      float64 `json:"records_per_s"`       // end to end: sync request → reconciled
+	CeilingMsgsPerS  float64 `json:"ceiling_msgs_per_s"`  // nats.go async publish + durable consume/ack
+	Ratio            float64 `json:"ratio"`               // records_per_s / ceiling_msgs_per_s
+	PeakRSSMB        float64 `json:"peak_rss_mb"`         // peak resident set of the pipeline phase, whole process (server included)
+	CeilingPeakRSSMB float64 `json:"ceiling_peak_rss_mb"` // peak resident set up to the end of the ceiling phase
+	// PeakRSSReset is false where the kernel's peak could not be reset after the ceiling: then
+	// peak_rss_mb is the whole run's peak, ceiling included.
+	PeakRSSReset     bool    `json:"peak_rss_reset"`
+	MemoryLimit      int64   `json:"memory_limit"` // the Go soft memory limit in bytes (GOMEMLIMIT); 0 when none
+	StoredBytes      uint64  `json:"stored_bytes"` // JetStream store usage after the run
+	RecordBytes      int     `json:"record_bytes"` // average USAGE message size (the ceiling's size)
 	Customers        int     `json:"customers"`
 	Meters           int     `json:"meters"`
 	Pages            int     `json:"pages"`
@@ -54,6 +62,10 @@ type BenchResult struct {
 // benchRecordBytes is the typical usage.v1.record message (payload and headers) of the
 // sandbox, measured as the USAGE stream's bytes per message; --record-bytes overrides it.
 const benchRecordBytes = 2300
+
+// benchMemoryLimit is the Go soft memory limit bench runs with unless GOMEMLIMIT is set (see
+// docs/performance.md, "Memory").
+const benchMemoryLimit = 384 << 20
 
 // benchBytesPerRecord estimates the store and CSV bytes one record costs across the run (raw
 // body and event, usage record, ledger history, CSV row, the ceiling's stream), with slack.
@@ -107,6 +119,10 @@ func benchCmd(ctx context.Context, io IO, args []string) int {
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
+	if io.Env("GOMEMLIMIT") == "" {
+		// The runtime read GOMEMLIMIT at start; without it, bench runs as a deployment should.
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(benchMemoryLimit))
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -122,8 +138,8 @@ func benchCmd(ctx context.Context, io IO, args []string) int {
 		}
 		return service.ExitFailed
 	}
-	fmt.Fprintf(errOut, "\n%d records in %.1fs: %.0f records/s end to end · ceiling %.0f msgs/s · ratio %.2f · peak RSS %.0f MB · stored %s\n",
-		res.Records, res.PipelineSeconds, res.RecordsPerS, res.CeilingMsgsPerS, res.Ratio, res.PeakRSSMB, humanBytes(res.StoredBytes))
+	fmt.Fprintf(errOut, "\n%d records in %.1fs: %.0f records/s end to end · ceiling %.0f msgs/s · ratio %.2f · peak RSS %.0f MB (ceiling %.0f MB) · stored %s\n",
+		res.Records, res.PipelineSeconds, res.RecordsPerS, res.CeilingMsgsPerS, res.Ratio, res.PeakRSSMB, res.CeilingPeakRSSMB, humanBytes(res.StoredBytes))
 	line, _ := json.Marshal(res)
 	fmt.Fprintln(io.Stdout, string(line))
 	if !res.Reconciled {
@@ -153,6 +169,9 @@ func benchShape(n, days int) (customers, meters int) {
 
 func runBench(ctx context.Context, o benchOptions) (BenchResult, error) {
 	res := BenchResult{Cores: runtime.NumCPU()}
+	if l := debug.SetMemoryLimit(-1); l < math.MaxInt64 {
+		res.MemoryLimit = l
+	}
 	period := time.Now().UTC().AddDate(0, -1, 0).Format("2006-01")
 	start, end, err := events.ParsePeriod(period)
 	if err != nil {
@@ -216,7 +235,7 @@ func runBench(ctx context.Context, o benchOptions) (BenchResult, error) {
 	if err != nil {
 		return res, err
 	}
-	cs, err := benchCeiling(ctx, nc, o.Records, o.RecordBytes, cfg.Streams.DuplicateWindow)
+	cs, err := benchCeiling(ctx, nc, o.Records, o.RecordBytes, min(cfg.Streams.DuplicateWindow, bus.UsageDuplicateWindow))
 	nc.Close()
 	if err != nil {
 		return res, fmt.Errorf("ceiling: %w", err)
@@ -224,6 +243,16 @@ func runBench(ctx context.Context, o benchOptions) (BenchResult, error) {
 	res.CeilingSeconds = cs
 	res.CeilingMsgsPerS = float64(o.Records) / cs
 	fmt.Fprintf(o.Out, "ceiling: %.0f msgs/s (%.1fs)\n", res.CeilingMsgsPerS, cs)
+	// The ceiling's memory is not the pipeline's: hand it back to the OS, then restart the
+	// kernel's peak so peak_rss_mb measures the pipeline alone.
+	res.CeilingPeakRSSMB = peakRSSMB()
+	runtime.GC() // twice: sync.Pool buffers survive one collection
+	debug.FreeOSMemory()
+	if err := resetPeakRSS(); err != nil {
+		fmt.Fprintf(o.Out, "peak RSS not reset (%v): peak_rss_mb includes the ceiling phase\n", err)
+	} else {
+		res.PeakRSSReset = true
+	}
 
 	// 2. The whole pipeline, sync request to reconciliation.
 	fmt.Fprintf(o.Out, "pipeline: period %s, %d customers × 2 entitlements × %d meters × %d days ≈ %d rows\n",
@@ -393,6 +422,12 @@ func freeBytes(dir string) (uint64, error) {
 		return 0, err
 	}
 	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// resetPeakRSS sets the process's VmHWM back to its current resident set (Linux 4.0 and
+// later).
+func resetPeakRSS() error {
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
 // peakRSSMB is the process's peak resident set (VmHWM), embedded server included; 0 where

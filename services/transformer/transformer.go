@@ -39,11 +39,43 @@ func Run(ctx context.Context, deps service.Deps) error {
 	if err != nil {
 		return err
 	}
-	if err := st.Consume(events.StreamRaw, Name, "ion.raw.v1.page.>", t.Handle); err != nil {
+	backlog, err := publisherBacklog(deps)
+	if err != nil {
+		return err
+	}
+	var gate func(context.Context) error
+	if backlog != nil {
+		gate = backlog.Wait
+	}
+	if err := st.ConsumeGated(events.StreamRaw, Name, "ion.raw.v1.page.>", gate, t.Handle); err != nil {
 		return err
 	}
 	return st.Run(ctx)
 }
+
+// publisherBacklog is the transformer's backpressure: take no new raw page while more than
+// transformer.max_backlog records wait for the publisher, so the publisher reads records from
+// the server's cache rather than old compressed blocks (bus.Backlog; nil when off).
+func publisherBacklog(deps service.Deps) (*bus.Backlog, error) {
+	n := deps.Config.Transformer.MaxBacklog
+	if n == config.BacklogOff {
+		return nil, nil
+	}
+	b, err := bus.NewBacklog(bus.BacklogOptions{
+		JS: deps.JS, Stream: events.StreamUsage, Durable: publisherDurable, Max: n, Refresh: backlogRefresh, Logger: deps.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("transformer: %w", err)
+	}
+	return b, nil
+}
+
+// backlogRefresh is how old the publisher's backlog may be (0: bus.DefaultBacklogRefresh).
+// Tests shorten it: their small pages all pass within one default refresh.
+var backlogRefresh time.Duration
+
+// publisherDurable is the publisher's durable on USAGE (bus.DefaultConsumers).
+const publisherDurable = "publisher"
 
 // Publisher is what the transformer publishes with (*bus.Publisher).
 type Publisher interface {
