@@ -2,9 +2,11 @@ package billing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 
 	"github.com/ionusage/connector/pkg/events"
@@ -30,26 +32,51 @@ type Correction struct {
 	Revision string `json:"h"`
 }
 
-// CorrectionRecordID is the x_RecordId of the Correction row that brings record to revision:
-// its own id, so the sink keeps the original row next to the delta instead of upserting over it.
-func CorrectionRecordID(record uuid.UUID, revision string) uuid.UUID {
-	return events.ID("correction", record.String(), revision)
+// CorrectionRecordID is the x_RecordId of the Correction row that brings record to revision as
+// its seq-th accepted revision (x_RevisionSeq): its own id, so the sink keeps the original row
+// next to the delta instead of upserting over it. seq makes it unique per record: a record that
+// goes back to an earlier revision (A→B→A→B) corrects again under a new id, never the first one's.
+func CorrectionRecordID(record uuid.UUID, seq int64, revision string) uuid.UUID {
+	return events.ID("correction", record.String(), fmt.Sprint(seq), revision)
 }
+
+// ReasonCorrectionBaseExpired is the dead-letter reason (and ledger Dead.Reason) of a revision
+// whose Correction cannot be built because the held revision it corrects is no longer in USAGE.
+const ReasonCorrectionBaseExpired = "correction-base-expired"
+
+// ReasonSinkRejected is the dead-letter reason (and ledger Dead.Reason) of a revision a sink refused.
+const ReasonSinkRejected = "sink-rejected"
+
+// BaseExpiredError is the permanent failure of a Correction whose held revision has aged out of
+// the USAGE stream (streams.max_age): no retry can bring it back.
+type BaseExpiredError struct {
+	RecordID  uuid.UUID
+	Held      string // the held revision the Correction is against
+	StreamSeq uint64 // its USAGE stream sequence
+	Err       error
+}
+
+func (e *BaseExpiredError) Error() string {
+	return fmt.Sprintf("billing: correction of %s: held revision %.12s (USAGE seq %d) is no longer in the stream: %v; "+
+		"keep streams.max_age longer than the oldest period you re-read (sync, backfill, replay)", e.RecordID, e.Held, e.StreamSeq, e.Err)
+}
+
+func (e *BaseExpiredError) Unwrap() error { return e.Err }
 
 // row is the (record id, revision, seq, replaces) the member's row carries at the sinks: the
 // record's own for a supersede, the Correction row's (a first revision of its own id) otherwise.
 func (m Member) row() events.DeliveredRecord {
 	if m.Correction != nil {
-		return events.DeliveredRecord{RecordID: CorrectionRecordID(m.RecordID, m.Revision), Revision: m.Correction.Revision, RevisionSeq: 1}
+		return events.DeliveredRecord{RecordID: CorrectionRecordID(m.RecordID, m.Seq, m.Revision), Revision: m.Correction.Revision, RevisionSeq: 1}
 	}
 	return events.DeliveredRecord{RecordID: m.RecordID, Revision: m.Revision, RevisionSeq: m.Seq, Replaces: m.Replaces}
 }
 
-// correctionRow is the delta row of cur against held (nil: nothing held): every money amount and
-// quantity cur − held, ChargeClass Correction, billed in period, ChargePeriod unchanged, under
-// its own record id, naming the record and the held revision it corrects. nonZero reports
-// whether any amount changed.
-func correctionRow(cur events.UsageRecord, held *events.UsageRecord, period string) (row events.UsageRecord, nonZero bool, err error) {
+// correctionRow is the delta row of cur, accepted as the record's seq-th revision, against held
+// (nil: nothing held): every money amount and quantity cur − held, ChargeClass Correction, billed
+// in period, ChargePeriod unchanged, under its own record id, naming the record and the held
+// revision it corrects. nonZero reports whether any amount changed.
+func correctionRow(cur events.UsageRecord, seq int64, held *events.UsageRecord, period string) (row events.UsageRecord, nonZero bool, err error) {
 	start, end, err := events.ParsePeriod(period)
 	if err != nil {
 		return row, false, fmt.Errorf("billing: correction of %s: invoice period: %w", cur.RecordID, err)
@@ -96,7 +123,7 @@ func correctionRow(cur events.UsageRecord, held *events.UsageRecord, period stri
 		rev := held.Revision
 		row.CorrectsRevision = &rev
 	}
-	row.RecordID = CorrectionRecordID(cur.RecordID, cur.Revision)
+	row.RecordID = CorrectionRecordID(cur.RecordID, seq, cur.Revision)
 	row.RevisionSeq, row.Replaces = 1, nil
 	row.Revision = row.ContentHash()
 	return row, nonZero, nil
@@ -143,10 +170,10 @@ func (d *Deliverer) closure(p *Partition) (closure, error) {
 	return c, nil
 }
 
-// correction decides whether r, accepted over held (ok: one is held), is a Correction: its
-// period is closed and a revision is held, or the line is new in a period billed while open.
-// zero reports a delta without any changed amount.
-func (d *Deliverer) correction(ctx context.Context, cl closure, r events.UsageRecord, held Held, ok bool) (c *Correction, zero bool, err error) {
+// correction decides whether r, accepted as the record's seq-th revision over held (ok: one is
+// held), is a Correction: its period is closed and a revision is held, or the line is new in a
+// period billed while open. zero reports a delta without any changed amount.
+func (d *Deliverer) correction(ctx context.Context, cl closure, r events.UsageRecord, seq int64, held Held, ok bool) (c *Correction, zero bool, err error) {
 	if !cl.closed || (!ok && !cl.billedOpen) {
 		return nil, false, nil
 	}
@@ -158,7 +185,7 @@ func (d *Deliverer) correction(ctx context.Context, cl closure, r events.UsageRe
 			return nil, false, err
 		}
 	}
-	row, nonZero, err := correctionRow(r, hr, c.Period)
+	row, nonZero, err := correctionRow(r, seq, hr, c.Period)
 	if err != nil {
 		return nil, false, err
 	}
@@ -166,9 +193,14 @@ func (d *Deliverer) correction(ctx context.Context, cl closure, r events.UsageRe
 	return c, !nonZero, nil
 }
 
-// loadHeld reads the held revision a correction is against and checks it is that revision.
+// loadHeld reads the held revision a correction is against and checks it is that revision. A
+// revision gone from USAGE (deleted, or aged out: below the stream's first sequence) is a
+// *BaseExpiredError; any other failure stays transient.
 func (d *Deliverer) loadHeld(ctx context.Context, id uuid.UUID, revision string, seq uint64) (*events.UsageRecord, error) {
 	h, err := d.o.Load(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, &BaseExpiredError{RecordID: id, Held: revision, StreamSeq: seq, Err: err}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("billing: correction of %s: held revision: %w", id, err)
 	}
@@ -191,7 +223,7 @@ func (d *Deliverer) correctionOf(ctx context.Context, m Member, r events.UsageRe
 			return r, err
 		}
 	}
-	row, _, err := correctionRow(r, hr, m.Correction.Period)
+	row, _, err := correctionRow(r, m.Seq, hr, m.Correction.Period)
 	if err != nil {
 		return r, err
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,7 +157,11 @@ func TestClosedPeriodRevisionIsCorrectionDelta(t *testing.T) {
 			t.Errorf("row of %s: billing period %s..%s charge period from %s, want invoiced in 2025-04 for March usage",
 				corrected, row["BillingPeriodStart"], row["BillingPeriodEnd"], row["ChargePeriodStart"])
 		}
-		if row["x_RecordId"] != billing.CorrectionRecordID(corrected, newRev).String() || row["x_RecordId"] == corrected.String() ||
+		seq := int64(2) // the accepted revision's x_RevisionSeq: 1 for the new line
+		if w.corrects == nil {
+			seq = 1
+		}
+		if row["x_RecordId"] != billing.CorrectionRecordID(corrected, seq, newRev).String() || row["x_RecordId"] == corrected.String() ||
 			row["x_RevisionSeq"] != "1" || row["x_Replaces"] != "" {
 			t.Errorf("row of %s: id %s seq %s replaces %q, want its own first revision", corrected, row["x_RecordId"], row["x_RevisionSeq"], row["x_Replaces"])
 		}
@@ -291,5 +297,198 @@ func TestFirstDeliveryOfClosedPeriodIsNotACorrection(t *testing.T) {
 	}
 	if rows := e.csvRows(t, out.DeliveryID); len(rows) != 1 || rows[0]["ChargeClass"] != billing.ChargeClassCorrection || rows[0]["BilledCost"] != "0.5" {
 		t.Fatalf("rows %v, want a Correction of 0.5", rows)
+	}
+}
+
+// The reviewer's scenario: closing day 10, a line billed 10 while open, then restated after the
+// close to 12, back to 10 and to 12 again, each time in the same invoice period. Every Correction
+// row has its own id (the second +2 is not the first one's id with another body, which the
+// receiver refuses with 409), so the receiver ends at Ion's 12 and nothing is dead-lettered.
+func TestCorrectionIDsUniqueWhenRecordReturnsToEarlierRevision(t *testing.T) {
+	e := newEnv(t, billingsim.Options{})
+	ctx := context.Background()
+	now := beforeClose
+	var rc receipts
+	d := e.closingDeliverer(t, &rc, billing.Hooks{}, &now)
+	billed := restated(record(1, "10", fetched), "10", "1", fetched)
+	if out, err := d.Deliver(ctx, acct, period, cust, e.publish(t, billed)); err != nil || len(out.Delivered) != 1 {
+		t.Fatalf("open period: %+v %v", out, err)
+	}
+	now = afterClose
+	ids := map[uuid.UUID]bool{}
+	for i, amount := range []string{"12", "10", "12"} {
+		r := restated(billed, amount, "1", afterClose.Add(time.Duration(i+1)*time.Minute))
+		out, err := d.Deliver(ctx, acct, period, cust, e.publish(t, r))
+		if err != nil || out.Rejected != nil || len(out.Delivered) != 1 {
+			t.Fatalf("restatement %d to %s: %+v %v", i+1, amount, out, err)
+		}
+		ids[out.Delivered[0].RecordID] = true
+	}
+	if len(ids) != 3 {
+		t.Errorf("correction row ids %v, want 3 distinct", ids)
+	}
+	st := e.sim.State()
+	if got := st.Totals[cust]["EUR"]; !got.Equal(decimal.NewFromInt(12)) || st.Conflicts != 0 || st.Superseded != 0 || len(st.Records) != 4 {
+		t.Errorf("receiver total %s, conflicts %d, superseded %d, records %d; want 12, 0, 0, 4", got, st.Conflicts, st.Superseded, len(st.Records))
+	}
+	p, _, err := e.ledger.Load(ctx, acct, period, cust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Dead) != 0 || p.Records[billed.RecordID.String()].Seq != 4 {
+		t.Errorf("ledger dead %v, held %+v; want nothing dead and revision seq 4", p.Dead, p.Records[billed.RecordID.String()])
+	}
+}
+
+// deleteUsage removes the event at seq from USAGE, as streams.max_age does once it is old.
+func (e *env) deleteUsage(t *testing.T, seq uint64) {
+	t.Helper()
+	st, err := e.js.Stream(context.Background(), events.StreamUsage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(context.Background(), seq); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A restatement of a closed period whose held revision has aged out of USAGE cannot be
+// corrected: that record is dead-lettered (ledger Dead, reason correction-base-expired, naming
+// the record, held revision and stream seq), the rest of the batch is delivered, and a
+// redelivery of the same message settles at once instead of failing for ever.
+func TestCorrectionOfExpiredHeldRevisionIsDeadLettered(t *testing.T) {
+	e := newEnv(t, billingsim.Options{})
+	ctx := context.Background()
+	now := beforeClose
+	var rc receipts
+	d := e.closingDeliverer(t, &rc, billing.Hooks{}, &now)
+	old, kept := record(1, "10", fetched), record(2, "3", fetched)
+	first := e.publish(t, old, kept)
+	if out, err := d.Deliver(ctx, acct, period, cust, first); err != nil || len(out.Delivered) != 2 {
+		t.Fatalf("open period: %+v %v", out, err)
+	}
+	e.deleteUsage(t, first[0].StreamSeq)
+
+	now = afterClose
+	at := afterClose.Add(-time.Hour)
+	items := e.publish(t, restated(old, "12", "1", at), restated(kept, "4", "1", at))
+	out, err := d.Deliver(ctx, acct, period, cust, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Delivered) != 1 || out.Delivered[0].RecordID != billing.CorrectionRecordID(kept.RecordID, 2, items[1].Record.Revision) {
+		t.Errorf("delivered %+v, want the other record's correction", out.Delivered)
+	}
+	if len(out.Expired) != 1 || out.Expired[0].StreamSeq != items[0].StreamSeq || out.Expired[0].Reason != billing.ReasonCorrectionBaseExpired {
+		t.Fatalf("expired %+v, want the record whose held revision is gone", out.Expired)
+	}
+	var bex *billing.BaseExpiredError
+	if !errors.As(out.Expired[0].Err, &bex) || bex.RecordID != old.RecordID || bex.Held != old.Revision || bex.StreamSeq != first[0].StreamSeq {
+		t.Fatalf("expired error %v, want the record, held revision and stream seq", out.Expired[0].Err)
+	}
+	for _, want := range []string{old.RecordID.String(), old.Revision[:12], fmt.Sprint(first[0].StreamSeq), "streams.max_age"} {
+		if !strings.Contains(bex.Error(), want) {
+			t.Errorf("error %q does not name %s", bex, want)
+		}
+	}
+	if len(out.Dead) != 0 {
+		t.Errorf("dead %+v: the expired item is reported once, as expired", out.Dead)
+	}
+	p, _, err := e.ledger.Load(ctx, acct, period, cust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := p.Dead[old.RecordID.String()]
+	if dl.Reason != billing.ReasonCorrectionBaseExpired || dl.Revision != items[0].Record.Revision || !dl.Billed.Equal(decimal.NewFromInt(12)) {
+		t.Errorf("ledger dead entry %+v, want the new revision of 12, correction-base-expired", dl)
+	}
+	if s := p.Sum; s == nil || s.Dead != 1 || !s.DeadBilled["EUR"].Equal(decimal.NewFromInt(12)) || s.Records != 1 || !s.Billed["EUR"].Equal(decimal.NewFromInt(4)) {
+		t.Errorf("ledger sum %+v, want 4 delivered and 12 dead-lettered", p.Sum)
+	}
+	if got := e.sim.State().Totals[cust]["EUR"]; !got.Equal(decimal.NewFromInt(14)) {
+		t.Errorf("receiver total %s, want 10 + 3 + 1", got)
+	}
+	again, err := d.Deliver(ctx, acct, period, cust, items)
+	if err != nil || again.DeliveryID != uuid.Nil || len(again.Dead) != 1 || again.Dead[0].Reason != billing.ReasonCorrectionBaseExpired {
+		t.Fatalf("redelivery: %+v %v, want settled with the dead revision and its reason", again, err)
+	}
+}
+
+// A failure to read the held revision other than "not in the stream" stays transient: Deliver
+// fails and the ledger is unchanged, so a redelivery tries again.
+func TestCorrectionHeldLoadFailureIsRetried(t *testing.T) {
+	e := newEnv(t, billingsim.Options{})
+	ctx := context.Background()
+	now := beforeClose
+	var rc receipts
+	v1 := record(1, "10", fetched)
+	if _, err := e.closingDeliverer(t, &rc, billing.Hooks{}, &now).Deliver(ctx, acct, period, cust, e.publish(t, v1)); err != nil {
+		t.Fatal(err)
+	}
+	now = afterClose
+	hs, err := billing.NewHTTPSink(billing.HTTPSinkOptions{URL: e.url + "/deliveries", Secret: secret, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := errors.New("nats: no responders available for request")
+	d, err := billing.NewDeliverer(billing.DelivererOptions{
+		Ledger: e.ledger, Sinks: []billing.Sink{hs}, Receipt: func(context.Context, events.Delivery) error { return nil },
+		Load:       func(context.Context, uint64) (events.UsageRecord, error) { return events.UsageRecord{}, down },
+		ClosingDay: func(string) (int, error) { return 10, nil }, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.Deliver(ctx, acct, period, cust, e.publish(t, restated(v1, "12", "1", afterClose.Add(-time.Hour))))
+	var bex *billing.BaseExpiredError
+	if !errors.Is(err, down) || errors.As(err, &bex) || len(out.Expired) != 0 {
+		t.Fatalf("outcome %+v err %v, want the transient error", out, err)
+	}
+	p, _, err := e.ledger.Load(ctx, acct, period, cust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Dead) != 0 || p.Records[v1.RecordID.String()].Revision != v1.Revision {
+		t.Errorf("ledger changed by a transient failure: dead %v held %+v", p.Dead, p.Records)
+	}
+}
+
+// A pending Correction whose held revision leaves USAGE before the delivery is finished (a crash,
+// then a long outage) cannot be rebuilt: the pending delivery is dropped, that record is
+// dead-lettered, and the other members are chosen again and delivered.
+func TestPendingCorrectionWithExpiredHeldRevisionIsDropped(t *testing.T) {
+	e := newEnv(t, billingsim.Options{})
+	ctx := context.Background()
+	now := beforeClose
+	var rc receipts
+	old, kept := record(1, "10", fetched), record(2, "3", fetched)
+	first := e.publish(t, old, kept)
+	if _, err := e.closingDeliverer(t, &rc, billing.Hooks{}, &now).Deliver(ctx, acct, period, cust, first); err != nil {
+		t.Fatal(err)
+	}
+	now = afterClose
+	crash := errors.New("simulated crash")
+	hooks := billing.Hooks{AfterSinks: func(uuid.UUID) error { return crash }}
+	at := afterClose.Add(-time.Hour)
+	items := e.publish(t, restated(old, "12", "1", at), restated(kept, "4", "1", at))
+	if _, err := e.closingDeliverer(t, &rc, hooks, &now).Deliver(ctx, acct, period, cust, items); !errors.Is(err, crash) {
+		t.Fatalf("err %v, want the crash", err)
+	}
+	e.deleteUsage(t, first[0].StreamSeq)
+
+	out, err := e.closingDeliverer(t, &rc, billing.Hooks{}, &now).Deliver(ctx, acct, period, cust, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Recovered != uuid.Nil || len(out.Expired) != 1 || out.Expired[0].StreamSeq != items[0].StreamSeq || len(out.Delivered) != 1 {
+		t.Fatalf("outcome %+v, want the pending dropped, one expired and the other delivered", out)
+	}
+	p, _, err := e.ledger.Load(ctx, acct, period, cust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Pending != nil || p.Dead[old.RecordID.String()].Reason != billing.ReasonCorrectionBaseExpired ||
+		p.Records[kept.RecordID.String()].Revision != items[1].Record.Revision {
+		t.Fatalf("ledger pending %+v dead %v held %+v", p.Pending, p.Dead, p.Records)
 	}
 }

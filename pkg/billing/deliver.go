@@ -105,9 +105,23 @@ type Outcome struct {
 	Rejected *RejectedError
 	// RejectedItems are the records of the rejected delivery (for the dead letters).
 	RejectedItems []Item
+	// Expired are revisions whose Correction cannot be built, its held revision being gone from
+	// USAGE (Err is a *BaseExpiredError): recorded as dead-lettered in the ledger like a sink
+	// rejection, while the rest of the batch is delivered; the caller dead-letters their messages.
+	// An item of a dropped pending delivery that was not among the items carries only its record
+	// id and revision.
+	Expired []DeadItem
 	// Dead are items skipped because the ledger holds their exact revision as dead-lettered (a
-	// redelivered message whose dead letter may not have been published yet).
-	Dead []Item
+	// redelivered message whose dead letter may not have been published yet), with the ledger's
+	// reason.
+	Dead []DeadItem
+}
+
+// DeadItem is an item the ledger holds as dead-lettered, with why.
+type DeadItem struct {
+	Item
+	Reason string // the ledger's Dead.Reason (ReasonSinkRejected, ReasonCorrectionBaseExpired)
+	Err    error  // the failure, when it happened in this Deliver; nil for Outcome.Dead
 }
 
 const maxConflicts = 20
@@ -145,22 +159,32 @@ func (d *Deliverer) Deliver(ctx context.Context, account, period, customer strin
 			if err != nil {
 				return out, err
 			}
+			if len(res.Expired) > 0 {
+				out.Expired = append(out.Expired, res.Expired...) // dropped, not recovered
+				continue
+			}
 			out.Recovered = id
 			if res.Rejected != nil {
 				out.Rejected, out.RejectedItems = res.Rejected, res.RejectedItems
 			}
 			continue
 		}
-		members, quiet, skipped, dead, err := d.choose(ctx, p, items)
+		members, quiet, expired, skipped, dead, err := d.choose(ctx, p, items)
 		if err != nil {
 			return out, err
 		}
-		if len(quiet) > 0 {
-			// Zero-delta corrections have no row to deliver: the ledger takes them at once, and
-			// the next round chooses the rest against the updated partition.
-			if err := d.commitQuiet(ctx, p, rev, quiet); err != nil && !errors.Is(err, ErrConflict) {
+		if len(quiet) > 0 || len(expired) > 0 {
+			// Zero-delta corrections have no row to deliver and expired ones cannot have one: the
+			// ledger takes them at once, and the next round chooses the rest against the updated
+			// partition.
+			err := d.commitQuiet(ctx, p, rev, quiet, expired)
+			if errors.Is(err, ErrConflict) {
+				continue
+			}
+			if err != nil {
 				return out, err
 			}
+			out.Expired = append(out.Expired, expired...)
 			continue
 		}
 		if len(members) == 0 {
@@ -173,7 +197,7 @@ func (d *Deliverer) Deliver(ctx context.Context, account, period, customer strin
 					return out, err
 				}
 			}
-			out.Skipped, out.Dead = skipped, dead
+			out.Skipped, out.Dead = skipped, notExpired(dead, out.Expired)
 			return out, nil
 		}
 		p.Pending = &Pending{ID: deliveryID(members), Members: members, Done: map[string]events.SinkResult{}, Created: d.o.Now().UTC()}
@@ -191,14 +215,29 @@ func (d *Deliverer) Deliver(ctx context.Context, account, period, customer strin
 		if err != nil {
 			return out, err
 		}
-		res.Skipped, res.Dead = skipped, dead
-		res.Recovered = out.Recovered
+		res.Skipped, res.Dead = skipped, notExpired(dead, out.Expired)
+		res.Recovered, res.Expired = out.Recovered, out.Expired
 		if out.Rejected != nil && res.Rejected == nil {
 			res.Rejected, res.RejectedItems = out.Rejected, out.RejectedItems
 		}
 		return res, nil
 	}
 	return out, fmt.Errorf("billing: ledger partition %s: too many concurrent writers", Key(account, period, customer))
+}
+
+// notExpired is dead without the items dead-lettered as expired in this Deliver (the round after
+// that write finds them dead in the ledger).
+func notExpired(dead, expired []DeadItem) []DeadItem {
+	if len(expired) == 0 {
+		return dead
+	}
+	out := dead[:0:0]
+	for _, di := range dead {
+		if !slices.ContainsFunc(expired, func(e DeadItem) bool { return e.StreamSeq == di.StreamSeq }) {
+			out = append(out, di)
+		}
+	}
+	return out
 }
 
 func deliveryID(ms []Member) uuid.UUID {
@@ -212,8 +251,9 @@ func deliveryID(ms []Member) uuid.UUID {
 // choose picks the revisions to deliver: per record id the newest as-of among items, and
 // only if it is newer than what the ledger holds; an identical revision is skipped (and
 // returned in dead when the ledger holds it as dead-lettered). A revision of a closed period
-// becomes a Correction member, or a quiet one when its delta is zero (no row, ledger only).
-func (d *Deliverer) choose(ctx context.Context, p *Partition, items []Item) (ms, quiet []Member, skipped int, dead []Item, err error) {
+// becomes a Correction member, or a quiet one when its delta is zero (no row, ledger only), or
+// an expired one when the held revision it corrects is gone from USAGE.
+func (d *Deliverer) choose(ctx context.Context, p *Partition, items []Item) (ms, quiet []Member, expired []DeadItem, skipped int, dead []DeadItem, err error) {
 	best := map[uuid.UUID]Item{}
 	for _, it := range items {
 		r := it.Record
@@ -225,7 +265,7 @@ func (d *Deliverer) choose(ctx context.Context, p *Partition, items []Item) (ms,
 	skipped = len(items) - len(best)
 	cl, err := d.closure(p)
 	if err != nil {
-		return nil, nil, 0, nil, err
+		return nil, nil, nil, 0, nil, err
 	}
 	for _, it := range best {
 		r := it.Record
@@ -238,7 +278,7 @@ func (d *Deliverer) choose(ctx context.Context, p *Partition, items []Item) (ms,
 		if dl, ok := p.Dead[id]; ok && (dl.Revision == r.Revision || !r.FetchedAt.After(dl.AsOf)) {
 			skipped++
 			if dl.Revision == r.Revision {
-				dead = append(dead, it)
+				dead = append(dead, DeadItem{Item: it, Reason: dl.Reason})
 			}
 			continue
 		}
@@ -249,9 +289,14 @@ func (d *Deliverer) choose(ctx context.Context, p *Partition, items []Item) (ms,
 			rep := held.Revision
 			m.Replaces = &rep // supersede: the sink upserts by x_RecordId
 		}
-		c, zero, err := d.correction(ctx, cl, r, held, ok)
+		c, zero, err := d.correction(ctx, cl, r, m.Seq, held, ok)
+		var bex *BaseExpiredError
+		if errors.As(err, &bex) {
+			expired = append(expired, DeadItem{Item: it, Reason: ReasonCorrectionBaseExpired, Err: bex})
+			continue
+		}
 		if err != nil {
-			return nil, nil, 0, nil, err
+			return nil, nil, nil, 0, nil, err
 		}
 		m.Correction = c
 		if zero {
@@ -261,12 +306,13 @@ func (d *Deliverer) choose(ctx context.Context, p *Partition, items []Item) (ms,
 		ms = append(ms, m)
 	}
 	slices.SortFunc(ms, func(a, b Member) int { return compareStrings(a.RecordID.String(), b.RecordID.String()) })
-	return ms, quiet, skipped, dead, nil
+	return ms, quiet, expired, skipped, dead, nil
 }
 
 // commitQuiet makes the quiet members (zero-delta corrections) the held revisions, keeping the
-// sinks' delivery ids of the revisions they supersede: no sink sees them.
-func (d *Deliverer) commitQuiet(ctx context.Context, p *Partition, rev uint64, quiet []Member) error {
+// sinks' delivery ids of the revisions they supersede: no sink sees them. The expired revisions
+// are recorded as dead-lettered in the same write.
+func (d *Deliverer) commitQuiet(ctx context.Context, p *Partition, rev uint64, quiet []Member, expired []DeadItem) error {
 	for _, m := range quiet {
 		id := m.RecordID.String()
 		var sinks map[string]uuid.UUID
@@ -276,12 +322,30 @@ func (d *Deliverer) commitQuiet(ctx context.Context, p *Partition, rev uint64, q
 		p.Records[id] = Held{Revision: m.Revision, Seq: m.Seq, AsOf: m.AsOf, Currency: m.Currency, Billed: m.Billed, StreamSeq: m.StreamSeq, Sinks: sinks}
 		delete(p.Dead, id)
 	}
+	for _, e := range expired {
+		r := e.Record
+		markDead(p, r.RecordID, Dead{Revision: r.Revision, AsOf: r.FetchedAt.UTC(), Currency: r.BillingCurrency, Billed: r.BilledCost, Reason: e.Reason})
+	}
 	if _, err := d.o.Ledger.Save(ctx, p, rev); err != nil {
 		return err
 	}
-	d.o.Logger.Info("closed-period revisions without an amount change: ledger updated, no correction row",
-		"account", p.Account, "customer", p.Customer, "period", p.Period, "records", len(quiet))
+	if len(quiet) > 0 {
+		d.o.Logger.Info("closed-period revisions without an amount change: ledger updated, no correction row",
+			"account", p.Account, "customer", p.Customer, "period", p.Period, "records", len(quiet))
+	}
+	for _, e := range expired {
+		d.o.Logger.Warn("correction impossible, held revision gone from USAGE; dead-lettered", "account", p.Account,
+			"customer", p.Customer, "period", p.Period, "reason", e.Reason, "err", e.Err)
+	}
 	return nil
+}
+
+// markDead records revision dl of record id as dead-lettered (reconcile reports its amount so).
+func markDead(p *Partition, id uuid.UUID, dl Dead) {
+	if p.Dead == nil {
+		p.Dead = map[string]Dead{}
+	}
+	p.Dead[id.String()] = dl
 }
 
 func compareStrings(a, b string) int {
@@ -342,6 +406,10 @@ func (d *Deliverer) payload(ctx context.Context, p *Partition, items []Item) (Pa
 // finish hands the pending delivery of p to every sink not yet done, then commits.
 func (d *Deliverer) finish(ctx context.Context, p *Partition, rev uint64, items []Item) (Outcome, error) {
 	pl, its, err := d.payload(ctx, p, items)
+	var bex *BaseExpiredError
+	if errors.As(err, &bex) {
+		return d.expire(ctx, p, rev, bex, items)
+	}
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -426,11 +494,8 @@ func (d *Deliverer) finish(ctx context.Context, p *Partition, rev uint64, items 
 // reject records the members as dead-lettered and drops the pending delivery: no retry can
 // make the sink accept this body.
 func (d *Deliverer) reject(ctx context.Context, p *Partition, rev uint64, rej *RejectedError, its []Item) (Outcome, error) {
-	if p.Dead == nil {
-		p.Dead = map[string]Dead{}
-	}
 	for _, m := range p.Pending.Members {
-		p.Dead[m.RecordID.String()] = Dead{Revision: m.Revision, AsOf: m.AsOf, Currency: m.Currency, Billed: m.Billed, Reason: "sink-rejected"}
+		markDead(p, m.RecordID, Dead{Revision: m.Revision, AsOf: m.AsOf, Currency: m.Currency, Billed: m.Billed, Reason: ReasonSinkRejected})
 	}
 	id := p.Pending.ID
 	p.Pending = nil
@@ -439,6 +504,33 @@ func (d *Deliverer) reject(ctx context.Context, p *Partition, rev uint64, rej *R
 	}
 	d.o.Logger.Warn("delivery rejected by sink; dead-lettered", "delivery", id, "sink", rej.Sink, "status", rej.Status)
 	return Outcome{Rejected: rej, RejectedItems: its}, nil
+}
+
+// expire drops the pending delivery of p, whose body cannot be rebuilt because the held revision
+// of bex's Correction member is gone from USAGE: that member is recorded as dead-lettered, and
+// the caller chooses the other members again (their messages are not acked until then). A sink
+// that had already accepted the body keeps it; the ledger no longer counts it.
+func (d *Deliverer) expire(ctx context.Context, p *Partition, rev uint64, bex *BaseExpiredError, items []Item) (Outcome, error) {
+	i := slices.IndexFunc(p.Pending.Members, func(m Member) bool { return m.RecordID == bex.RecordID })
+	if i < 0 {
+		return Outcome{}, fmt.Errorf("billing: pending delivery %s: %w", p.Pending.ID, bex)
+	}
+	m := p.Pending.Members[i]
+	markDead(p, m.RecordID, Dead{Revision: m.Revision, AsOf: m.AsOf, Currency: m.Currency, Billed: m.Billed, Reason: ReasonCorrectionBaseExpired})
+	it := Item{Record: events.UsageRecord{RecordID: m.RecordID, Revision: m.Revision}, StreamSeq: m.StreamSeq}
+	for _, x := range items {
+		if x.StreamSeq == m.StreamSeq {
+			it = x
+		}
+	}
+	id, done := p.Pending.ID, slices.Sorted(maps.Keys(p.Pending.Done))
+	p.Pending = nil
+	if _, err := d.o.Ledger.Save(ctx, p, rev); err != nil {
+		return Outcome{}, err
+	}
+	d.o.Logger.Warn("pending delivery dropped: a correction's held revision is gone from USAGE; dead-lettered",
+		"delivery", id, "sinks_done", done, "account", p.Account, "customer", p.Customer, "period", p.Period, "err", bex)
+	return Outcome{Expired: []DeadItem{{Item: it, Reason: ReasonCorrectionBaseExpired, Err: bex}}}, nil
 }
 
 // publishReceipt publishes p's queued receipt, unless this process already did, and clears it

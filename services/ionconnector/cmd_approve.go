@@ -113,9 +113,16 @@ func approveCmd(ctx context.Context, io IO, args []string) int {
 	return service.ExitOK
 }
 
+// approveScans and approveSettle: approve scans the DLQ this many times, this long apart, so a
+// dead letter the publisher decided on before the approval was stored is redriven too.
+const (
+	approveScans  = 2
+	approveSettle = 2 * time.Second
+)
+
 // approve records the approval with compare-and-set and redrives the period's awaiting-approval
-// dead letters. Written first, so a record dead-lettered while approve runs is either redriven
-// now or (fetched before the approval) delivered by the publisher's own check of it.
+// dead letters. Written first, so the publisher's later checks pass what it covers; the second
+// scan catches a record dead-lettered on a check made just before.
 func approve(ctx context.Context, js jetstream.JetStream, account, period, by string, now time.Time) (approveResult, error) {
 	res := approveResult{Account: account, Period: period}
 	kv, err := pause.Bucket(ctx, js)
@@ -143,29 +150,42 @@ func approve(ctx context.Context, js jetstream.JetStream, account, period, by st
 	} else if err != nil {
 		return res, err
 	}
-	if waiting, err = awaitingApproval(ctx, js, account); err != nil {
+	// A publisher that read "not approved" just before the approval was stored may publish its
+	// dead letter just after a scan: scan again once it has had time to finish that decision.
+	// Redriven dead letters are deleted, so a later scan finds only new ones.
+	r, err := newRedriver(ctx, js)
+	if err != nil {
 		return res, err
 	}
-	var sel []dlqEntry
-	for _, w := range waiting[period] {
-		if res.Approval.Covers(w.rec) {
-			sel = append(sel, w.dlqEntry)
-		} else {
-			res.StillWaiting++
+	for round := range approveScans {
+		if round > 0 {
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(approveSettle):
+			}
 		}
-	}
-	if len(sel) > 0 {
-		r, err := newRedriver(ctx, js)
-		if err != nil {
+		if waiting, err = awaitingApproval(ctx, js, account); err != nil {
 			return res, err
+		}
+		var sel []dlqEntry
+		res.StillWaiting = 0
+		for _, w := range waiting[period] {
+			if res.Approval.Covers(w.rec) {
+				sel = append(sel, w.dlqEntry)
+			} else {
+				res.StillWaiting++
+			}
 		}
 		done, err := r.redrive(ctx, sel)
 		for _, d := range done {
 			res.Redriven += len(d.Seqs)
 		}
 		if err != nil {
-			return res, fmt.Errorf("approval stored; redrove %d of %d records, then: %w (run approve again)", res.Redriven, len(sel), err)
+			return res, fmt.Errorf("approval stored; redrove %d records, then: %w (run approve again)", res.Redriven, err)
 		}
+	}
+	if res.Redriven > 0 {
 		if res.ReconcileOf, err = reconcileAgain(ctx, js, account, period, res.Approval.AsOf); err != nil {
 			return res, fmt.Errorf("approval stored, %d records redriven; reconciling again: %w", res.Redriven, err)
 		}
@@ -195,6 +215,16 @@ func awaitingApproval(ctx context.Context, js jetstream.JetStream, account strin
 		out[p] = append(out[p], w)
 	}
 	return out, nil
+}
+
+// awaitingRecords counts the records among ws (a record re-read while it waits has a dead letter
+// per revision), as reconcile counts them.
+func awaitingRecords(ws []awaitingEntry) int {
+	ids := map[string]bool{}
+	for _, w := range ws {
+		ids[w.rec.RecordID.String()] = true
+	}
+	return len(ids)
 }
 
 // reconcileAgain re-publishes the period's latest successful completion under a new id (one per

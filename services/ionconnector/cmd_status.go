@@ -196,7 +196,7 @@ func collectStatus(ctx context.Context, cfg *config.Config, js jetstream.JetStre
 				if err != nil {
 					return rep, err
 				}
-				ps.AwaitingApproval = len(waiting[p])
+				ps.AwaitingApproval = awaitingRecords(waiting[p])
 				switch {
 				case ps.AwaitingApproval > 0:
 					ps.Approval = "awaiting"

@@ -254,15 +254,19 @@ func diffCustomer(recs map[string]events.UsageRecord, part *billing.Partition, r
 	for id, r := range recs {
 		w := row(r.BillingCurrency)
 		h, held := part.Records[id]
+		// The deliverer's order (billing.Deliverer.choose): the held revision, then a revision a
+		// sink rejected (skipped again, and counted as dead-lettered, not billed, like reconcile).
 		switch {
 		case held && h.Revision == r.Revision:
 			w.Unchanged++
-			w.After = w.After.Add(h.Billed)
+			if !deadNewer(part, id) {
+				w.After = w.After.Add(h.Billed)
+			}
+		case part.Dead[id].Revision == r.Revision:
+			w.Unchanged++
 		case held:
 			w.Changed++
 			w.After = w.After.Add(r.BilledCost)
-		case part.Dead[id].Revision == r.Revision:
-			w.Unchanged++ // a sink rejected this very revision: the deliverer skips it again
 		default:
 			w.New++
 			w.After = w.After.Add(r.BilledCost)
@@ -270,6 +274,9 @@ func diffCustomer(recs map[string]events.UsageRecord, part *billing.Partition, r
 	}
 	for id, h := range part.Records {
 		w := row(h.Currency)
+		if deadNewer(part, id) {
+			continue // its current revision was rejected: dead-lettered, not on the invoice (Partition sums)
+		}
 		w.Now = w.Now.Add(h.Billed)
 		if _, ok := recs[id]; ok || h.Billed.IsZero() {
 			continue // re-read, or nothing to reverse (a reversal already, or zero)
@@ -288,6 +295,13 @@ func diffCustomer(recs map[string]events.UsageRecord, part *billing.Partition, r
 	}
 	slices.SortFunc(out, func(a, b dryRunRow) int { return strings.Compare(a.Currency, b.Currency) })
 	return out
+}
+
+// deadNewer reports whether a sink rejected a newer revision of id than the one held, which the
+// ledger's sums count as dead-lettered rather than billed.
+func deadNewer(part *billing.Partition, id string) bool {
+	d, ok := part.Dead[id]
+	return ok && d.AsOf.After(part.Records[id].AsOf)
 }
 
 // dryRunTotals sums the rows by currency.

@@ -233,26 +233,30 @@ func TestDryRunDiff(t *testing.T) {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	r0, r1, r2 := recs[ids[0]], recs[ids[1]], recs[ids[2]]
+	r0, r1, r2, r3 := recs[ids[0]], recs[ids[1]], recs[ids[2]], recs[ids[3]]
+	t0 := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
 	part := &billing.Partition{Records: map[string]billing.Held{
 		ids[0]:     {Revision: r0.Revision, Currency: "EUR", Billed: r0.BilledCost},
 		ids[1]:     {Revision: "older", Currency: "EUR", Billed: r1.BilledCost.Add(decimal.RequireFromString("1.005"))},
 		"vanished": {Revision: "x", Currency: "EUR", Billed: decimal.RequireFromString("2.5")},
 		"reversed": {Revision: "y", Currency: "EUR", Billed: decimal.Zero},
-	}, Dead: map[string]billing.Dead{ids[2]: {Revision: r2.Revision}}}
+		// Held at an old revision whose successor, the one re-read now, a sink rejected: the
+		// deliverer skips it as dead, and the ledger's sums count it dead-lettered, not billed.
+		ids[3]: {Revision: "old3", AsOf: t0, Currency: "EUR", Billed: decimal.RequireFromString("100")},
+	}, Dead: map[string]billing.Dead{ids[2]: {Revision: r2.Revision}, ids[3]: {Revision: r3.Revision, AsOf: t0.Add(time.Hour)}}}
 	total := decimal.Zero
 	for _, r := range recs {
 		total = total.Add(r.BilledCost)
 	}
 	now := r0.BilledCost.Add(r1.BilledCost).Add(decimal.RequireFromString("3.505"))
-	afterComplete := total.Sub(r2.BilledCost) // the rejected revision stays off the invoice
+	afterComplete := total.Sub(r2.BilledCost).Sub(r3.BilledCost) // rejected revisions stay off the invoice
 
 	rows := diffCustomer(recs, part, true)
 	if len(rows) != 1 {
 		t.Fatalf("rows %+v", rows)
 	}
 	got := rows[0]
-	if got.New != 3 || got.Changed != 1 || got.Unchanged != 2 || got.Gone != 1 || got.Kept != 0 ||
+	if got.New != 2 || got.Changed != 1 || got.Unchanged != 3 || got.Gone != 1 || got.Kept != 0 ||
 		!got.Now.Equal(now) || !got.After.Equal(afterComplete) || !got.Delta.Equal(afterComplete.Sub(now)) {
 		t.Errorf("complete read: %+v; want now %s after %s", got, now, afterComplete)
 	}

@@ -3,8 +3,8 @@
 package publisher
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -215,7 +215,7 @@ func (p *Publisher) pull(ctx context.Context, size int, wait time.Duration) erro
 			p.deadLetter(ctx, m, bus.ReasonUndecodable, fmt.Errorf("ce-type %q, want %q", t, events.TypeUsageRecord))
 			continue
 		}
-		if err := json.Unmarshal(m.Data(), &rec); err != nil {
+		if err := events.DecodeUsageRecord(m.Data(), &rec); err != nil {
 			p.deadLetter(ctx, m, bus.ReasonUndecodable, err)
 			continue
 		}
@@ -287,23 +287,33 @@ func (p *Publisher) deliver(ctx context.Context, its []item) {
 	// Items whose dead letter is published are acked by deadLetter; the ones whose dead letter
 	// failed are NAKed, and their redelivery finds the revision dead in the ledger (out.Dead)
 	// and publishes the dead letter again (its id is deterministic, so a copy is dropped).
-	dead := map[string]bool{}
-	var cause error
+	// now: dead-lettered by this Deliver (not only found dead in the ledger).
+	type why struct {
+		reason string
+		cause  error
+		now    bool
+	}
+	dead := map[string]why{}
+	key := func(r events.UsageRecord) string { return r.RecordID.String() + "/" + r.Revision }
 	if out.Rejected != nil {
-		cause = out.Rejected
 		for _, ri := range out.RejectedItems {
-			dead[ri.Record.RecordID.String()+"/"+ri.Record.Revision] = true
+			dead[key(ri.Record)] = why{billing.ReasonSinkRejected, out.Rejected, true}
 		}
 	}
+	for _, ei := range out.Expired {
+		dead[key(ei.Record)] = why{ei.Reason, ei.Err, true}
+	}
 	for _, di := range out.Dead {
-		if cause == nil {
-			cause = errors.New("sink rejected this revision earlier (dead letter re-published on redelivery)")
+		if _, ok := dead[key(di.Record)]; ok {
+			continue
 		}
-		dead[di.Record.RecordID.String()+"/"+di.Record.Revision] = true
+		reason := cmp.Or(di.Reason, billing.ReasonSinkRejected)
+		dead[key(di.Record)] = why{reason, fmt.Errorf("dead-lettered earlier (%s): dead letter re-published on redelivery", reason), false}
 	}
 	var ack []item
 	for _, it := range its {
-		if !dead[it.rec.RecordID.String()+"/"+it.rec.Revision] {
+		w, ok := dead[key(it.rec)]
+		if !ok {
 			ack = append(ack, it)
 			continue
 		}
@@ -311,12 +321,12 @@ func (p *Publisher) deliver(ctx context.Context, its []item) {
 		if md, err := it.msg.Metadata(); err == nil {
 			n = md.NumDelivered
 		}
-		if out.Rejected == nil && n <= 1 {
+		if !w.now && n <= 1 {
 			// A fresh re-read of a revision dead-lettered earlier: its dead letter exists.
 			ack = append(ack, it)
 			continue
 		}
-		if !p.deadLetter(ctx, it.msg, "sink-rejected", cause) {
+		if !p.deadLetter(ctx, it.msg, w.reason, w.cause) {
 			_ = it.msg.NakWithDelay(bus.DefaultNakDelay(n))
 		}
 	}
