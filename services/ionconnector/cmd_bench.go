@@ -119,9 +119,11 @@ func benchCmd(ctx context.Context, io IO, args []string) int {
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
+	var memLimit int64
 	if io.Env("GOMEMLIMIT") == "" {
-		// The runtime read GOMEMLIMIT at start; without it, bench runs as a deployment should.
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(benchMemoryLimit))
+		// The runtime read GOMEMLIMIT at start; without it, the pipeline runs as a deployment
+		// should (the raw ceiling runs without one: it is nats, not us).
+		memLimit = benchMemoryLimit
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -129,7 +131,7 @@ func benchCmd(ctx context.Context, io IO, args []string) int {
 	defer cancel()
 
 	res, err := runBench(ctx, benchOptions{
-		Records: *records, RecordBytes: *recordBytes, Dir: dir, CPUProfile: *cpuProfile, MemProfile: *memProfile, Out: errOut,
+		Records: *records, RecordBytes: *recordBytes, Dir: dir, CPUProfile: *cpuProfile, MemProfile: *memProfile, MemoryLimit: memLimit, Out: errOut,
 	})
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "bench: %v\n", err)
@@ -154,6 +156,7 @@ type benchOptions struct {
 	Dir                  string // fresh, owned by the run
 	CPUProfile           string
 	MemProfile           string
+	MemoryLimit          int64     // Go soft memory limit of the pipeline phase; 0: the runtime's (GOMEMLIMIT)
 	Out                  io.Writer // progress
 }
 
@@ -169,9 +172,6 @@ func benchShape(n, days int) (customers, meters int) {
 
 func runBench(ctx context.Context, o benchOptions) (BenchResult, error) {
 	res := BenchResult{Cores: runtime.NumCPU()}
-	if l := debug.SetMemoryLimit(-1); l < math.MaxInt64 {
-		res.MemoryLimit = l
-	}
 	period := time.Now().UTC().AddDate(0, -1, 0).Format("2006-01")
 	start, end, err := events.ParsePeriod(period)
 	if err != nil {
@@ -252,6 +252,12 @@ func runBench(ctx context.Context, o benchOptions) (BenchResult, error) {
 		fmt.Fprintf(o.Out, "peak RSS not reset (%v): peak_rss_mb includes the ceiling phase\n", err)
 	} else {
 		res.PeakRSSReset = true
+	}
+	if o.MemoryLimit > 0 {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(o.MemoryLimit))
+	}
+	if l := debug.SetMemoryLimit(-1); l < math.MaxInt64 {
+		res.MemoryLimit = l
 	}
 
 	// 2. The whole pipeline, sync request to reconciliation.
