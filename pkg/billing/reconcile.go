@@ -81,11 +81,13 @@ func (cp *Completion) Check(ctx context.Context) (bool, string, error) {
 	if c.Status != events.SyncSucceeded {
 		return true, "", nil
 	}
+	// What was read stays read, even when the scan stops early (the caller's deadline): the
+	// next Check continues from there.
 	seq, err := readTransformerSummaries(ctx, o.JS, c.Account, c.Period, cp.seq, cp.sums)
+	cp.seq = seq
 	if err != nil {
 		return false, "", err
 	}
-	cp.seq = seq
 	var missing []string
 	if n := missingPages(c.Manifest.Pages, cp.sums); n > 0 {
 		missing = append(missing, fmt.Sprintf("%d of %d pages have no transformer summary", n, len(c.Manifest.Pages)))
@@ -149,7 +151,7 @@ func TransformerSummaries(ctx context.Context, js jetstream.JetStream, account, 
 }
 
 // readTransformerSummaries adds to out the summaries after stream sequence from and returns the
-// sequence read up to.
+// sequence read up to, also with an error: out holds everything up to it.
 func readTransformerSummaries(ctx context.Context, js jetstream.JetStream, account, period string, from uint64, out map[uuid.UUID]events.PageSummary) (uint64, error) {
 	cons, err := readConsumerFrom(ctx, js, events.StreamUsage, events.PageSummarySubject(account), from+1)
 	if err != nil {
@@ -163,7 +165,7 @@ func readTransformerSummaries(ctx context.Context, js jetstream.JetStream, accou
 	for {
 		batch, err := cons.FetchNoWait(1000)
 		if err != nil {
-			return from, fmt.Errorf("billing: read summaries of %s: %w", account, err)
+			return seq, fmt.Errorf("billing: read summaries of %s: %w", account, err)
 		}
 		n, last := 0, false
 		for m := range batch.Messages() {
@@ -187,16 +189,16 @@ func readTransformerSummaries(ctx context.Context, js jetstream.JetStream, accou
 			out[s.PageID] = s // stream order: a later summary of the same page wins
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return from, fmt.Errorf("billing: read summaries of %s: %w", account, err)
+			return seq, fmt.Errorf("billing: read summaries of %s: %w", account, err)
 		}
 		if last {
 			return seq, nil
 		}
 		if n == 0 {
-			return from, fmt.Errorf("billing: read summaries of %s: stream stopped before its end", account)
+			return seq, fmt.Errorf("billing: read summaries of %s: stream stopped before its end", account)
 		}
 		if err := ctx.Err(); err != nil {
-			return from, err
+			return seq, err
 		}
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 
 	"github.com/ionusage/connector/pkg/billing"
 	"github.com/ionusage/connector/pkg/bus"
@@ -59,6 +61,11 @@ type Reconciler struct {
 	log  *slog.Logger
 	pub  *bus.Publisher
 	stop <-chan struct{} // closed when Run's context ends: stop waiting, hand the message back
+
+	// completions keep each sync's summary scan across redeliveries, so a sync whose summaries
+	// take longer than one handler budget to read (millions of records) still gets there.
+	mu          sync.Mutex
+	completions map[uuid.UUID]*billing.Completion
 }
 
 // NewReconciler checks the options.
@@ -76,7 +83,7 @@ func NewReconciler(o ReconcilerOptions) (*Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Reconciler{o: o, log: o.Deps.Logger, pub: pub, stop: make(chan struct{})}, nil
+	return &Reconciler{o: o, log: o.Deps.Logger, pub: pub, stop: make(chan struct{}), completions: map[uuid.UUID]*billing.Completion{}}, nil
 }
 
 func (r *Reconciler) opts() billing.ReconcileOptions {
@@ -146,7 +153,26 @@ func (r *Reconciler) Handle(msg *message.Message) error {
 	if err := r.pub.PublishCtx(ctx, rec.NATSSubject(), m); err != nil {
 		return fmt.Errorf("publish reconciliation: %w", err)
 	}
-	return billing.StoreReconciliation(ctx, r.o.Deps.JS, rec)
+	if err := billing.StoreReconciliation(ctx, r.o.Deps.JS, rec); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	delete(r.completions, c.SyncID)
+	r.mu.Unlock()
+	return nil
+}
+
+// completion returns the sync's Completion, kept from an earlier delivery of the same
+// completion event when there was one.
+func (r *Reconciler) completion(c events.SyncCompleted) *billing.Completion {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cp, ok := r.completions[c.SyncID]
+	if !ok {
+		cp = billing.NewCompletion(r.opts(), c)
+		r.completions[c.SyncID] = cp
+	}
+	return cp
 }
 
 // waitComplete polls billing.Complete until the sync is complete, MaxWait passes, the message's
@@ -157,7 +183,7 @@ func (r *Reconciler) waitComplete(ctx context.Context, msg *message.Message, c e
 		deadline = d.Add(-reconcileMargin) // leave time to reconcile and publish before the handler timeout
 	}
 	lastTouch := time.Now()
-	completion := billing.NewCompletion(r.opts(), c)
+	completion := r.completion(c)
 	for {
 		ok, missing, err := completion.Check(ctx)
 		if err != nil {
