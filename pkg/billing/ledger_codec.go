@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/shopspring/decimal"
+
+	"github.com/ionusage/connector/pkg/jsonwire"
 )
 
 // encodePartition is json.Marshal(p), byte for byte, without reflection over the records: every
@@ -21,11 +22,11 @@ import (
 func encodePartition(p *Partition) ([]byte, error) {
 	b := make([]byte, 0, 512+256*len(p.Records))
 	b = append(b, `{"account":`...)
-	b = appendJSONString(b, p.Account)
+	b = jsonwire.AppendString(b, p.Account)
 	b = append(b, `,"period":`...)
-	b = appendJSONString(b, p.Period)
+	b = jsonwire.AppendString(b, p.Period)
 	b = append(b, `,"customer":`...)
-	b = appendJSONString(b, p.Customer)
+	b = jsonwire.AppendString(b, p.Customer)
 	var err error
 	if p.Sum != nil {
 		b = append(b, `,"sum":`...)
@@ -47,7 +48,7 @@ func encodePartition(p *Partition) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, id)
+			b = jsonwire.AppendString(b, id)
 			b = append(b, ':')
 			if b, err = appendHeld(b, p.Records[id]); err != nil {
 				return nil, fmt.Errorf("record %s: %w", id, err)
@@ -84,7 +85,7 @@ func appendMarshal(b []byte, v any) ([]byte, error) {
 // appendHeld is json.Marshal(h).
 func appendHeld(b []byte, h Held) ([]byte, error) {
 	b = append(b, `{"r":`...)
-	b = appendJSONString(b, h.Revision)
+	b = jsonwire.AppendString(b, h.Revision)
 	b = append(b, `,"n":`...)
 	b = strconv.AppendInt(b, h.Seq, 10)
 	b = append(b, `,"t":`...)
@@ -94,9 +95,9 @@ func appendHeld(b []byte, h Held) ([]byte, error) {
 	b = append(b, '"')
 	b = h.AsOf.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","c":`...)
-	b = appendJSONString(b, h.Currency)
+	b = jsonwire.AppendString(b, h.Currency)
 	b = append(b, `,"b":`...)
-	b = appendDecimal(b, h.Billed)
+	b = jsonwire.AppendDecimal(b, h.Billed)
 	b = append(b, `,"q":`...)
 	b = strconv.AppendUint(b, h.StreamSeq, 10)
 	b = append(b, `,"s":`...)
@@ -118,7 +119,7 @@ func appendHeld(b []byte, h Held) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, n)
+			b = jsonwire.AppendString(b, n)
 			b = append(b, `:"`...)
 			b = append(b, h.Sinks[n].String()...)
 			b = append(b, '"')
@@ -126,30 +127,6 @@ func appendHeld(b []byte, h Held) ([]byte, error) {
 		b = append(b, '}')
 	}
 	return append(b, '}'), nil
-}
-
-// appendDecimal is decimal.Decimal's MarshalJSON.
-func appendDecimal(b []byte, d decimal.Decimal) []byte {
-	if decimal.MarshalJSONWithoutQuotes {
-		return append(b, d.String()...)
-	}
-	b = append(b, '"')
-	b = append(b, d.String()...)
-	return append(b, '"')
-}
-
-// appendJSONString is json.Marshal(s): plain strings (ids, hashes, currency codes) are copied,
-// anything that needs escaping goes through encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			j, _ := json.Marshal(s) // a string always encodes
-			return append(b, j...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // readSum decodes the head of a partition value up to its Sum and stops there. A value written
@@ -202,35 +179,35 @@ func readSum(v []byte) (PartitionSum, error) {
 // value holds anything this parser does not expect (escaped strings, unknown fields): the
 // caller then decodes with encoding/json.
 func decodeRecords(v []byte, i int) (recs map[string]Held, end int, ok bool) {
-	i = skipSpace(v, i)
+	i = jsonwire.SkipSpace(v, i)
 	if i >= len(v) || v[i] != '{' {
 		return nil, 0, false
 	}
 	recs = make(map[string]Held, bytes.Count(v[i:], []byte(`"r":`)))
-	i = skipSpace(v, i+1)
+	i = jsonwire.SkipSpace(v, i+1)
 	if i < len(v) && v[i] == '}' {
 		return recs, i + 1, true
 	}
 	for i < len(v) {
 		var id string
-		if id, i, ok = plainString(v, i); !ok {
+		if id, i, ok = rawText(v, i); !ok {
 			return nil, 0, false
 		}
-		if i = skipSpace(v, i); i >= len(v) || v[i] != ':' {
+		if i = jsonwire.SkipSpace(v, i); i >= len(v) || v[i] != ':' {
 			return nil, 0, false
 		}
 		var h Held
-		if h, i, ok = decodeHeld(v, skipSpace(v, i+1)); !ok {
+		if h, i, ok = decodeHeld(v, jsonwire.SkipSpace(v, i+1)); !ok {
 			return nil, 0, false
 		}
 		recs[id] = h
-		i = skipSpace(v, i)
+		i = jsonwire.SkipSpace(v, i)
 		if i >= len(v) {
 			return nil, 0, false
 		}
 		switch v[i] {
 		case ',':
-			i = skipSpace(v, i+1)
+			i = jsonwire.SkipSpace(v, i+1)
 		case '}':
 			return recs, i + 1, true
 		default:
@@ -246,25 +223,25 @@ func decodeHeld(v []byte, i int) (h Held, end int, ok bool) {
 	if i >= len(v) || v[i] != '{' {
 		return h, 0, false
 	}
-	i = skipSpace(v, i+1)
+	i = jsonwire.SkipSpace(v, i+1)
 	if i < len(v) && v[i] == '}' {
 		return h, i + 1, true
 	}
 	for i < len(v) {
 		var key string
-		if key, i, ok = plainString(v, i); !ok {
+		if key, i, ok = rawText(v, i); !ok {
 			return h, 0, false
 		}
-		if i = skipSpace(v, i); i >= len(v) || v[i] != ':' {
+		if i = jsonwire.SkipSpace(v, i); i >= len(v) || v[i] != ':' {
 			return h, 0, false
 		}
-		i = skipSpace(v, i+1)
+		i = jsonwire.SkipSpace(v, i+1)
 		var err error
 		switch key {
 		case "r":
-			h.Revision, i, ok = plainString(v, i)
+			h.Revision, i, ok = rawText(v, i)
 		case "c":
-			h.Currency, i, ok = plainString(v, i)
+			h.Currency, i, ok = rawText(v, i)
 		case "n":
 			var raw []byte
 			raw, i = scalar(v, i)
@@ -289,13 +266,13 @@ func decodeHeld(v []byte, i int) (h Held, end int, ok bool) {
 		if !ok || err != nil || i < 0 {
 			return h, 0, false
 		}
-		i = skipSpace(v, i)
+		i = jsonwire.SkipSpace(v, i)
 		if i >= len(v) {
 			return h, 0, false
 		}
 		switch v[i] {
 		case ',':
-			i = skipSpace(v, i+1)
+			i = jsonwire.SkipSpace(v, i+1)
 		case '}':
 			return h, i + 1, true
 		default:
@@ -314,19 +291,19 @@ func decodeSinks(v []byte, i int) (map[string]uuid.UUID, int, bool) {
 		return nil, 0, false
 	}
 	m := map[string]uuid.UUID{}
-	i = skipSpace(v, i+1)
+	i = jsonwire.SkipSpace(v, i+1)
 	if i < len(v) && v[i] == '}' {
 		return m, i + 1, true
 	}
 	for i < len(v) {
-		name, j, ok := plainString(v, i)
+		name, j, ok := rawText(v, i)
 		if !ok {
 			return nil, 0, false
 		}
-		if j = skipSpace(v, j); j >= len(v) || v[j] != ':' {
+		if j = jsonwire.SkipSpace(v, j); j >= len(v) || v[j] != ':' {
 			return nil, 0, false
 		}
-		id, j, ok := plainString(v, skipSpace(v, j+1))
+		id, j, ok := rawText(v, jsonwire.SkipSpace(v, j+1))
 		if !ok {
 			return nil, 0, false
 		}
@@ -335,12 +312,12 @@ func decodeSinks(v []byte, i int) (map[string]uuid.UUID, int, bool) {
 			return nil, 0, false
 		}
 		m[name] = u
-		if i = skipSpace(v, j); i >= len(v) {
+		if i = jsonwire.SkipSpace(v, j); i >= len(v) {
 			return nil, 0, false
 		}
 		switch v[i] {
 		case ',':
-			i = skipSpace(v, i+1)
+			i = jsonwire.SkipSpace(v, i+1)
 		case '}':
 			return m, i + 1, true
 		default:
@@ -348,22 +325,6 @@ func decodeSinks(v []byte, i int) (map[string]uuid.UUID, int, bool) {
 		}
 	}
 	return nil, 0, false
-}
-
-// plainString reads a JSON string without escapes at v[i:]; ok is false for anything else.
-func plainString(v []byte, i int) (string, int, bool) {
-	if i >= len(v) || v[i] != '"' {
-		return "", 0, false
-	}
-	for j := i + 1; j < len(v); j++ {
-		switch c := v[j]; {
-		case c == '"':
-			return string(v[i+1 : j]), j + 1, true
-		case c == '\\' || c < 0x20:
-			return "", 0, false
-		}
-	}
-	return "", 0, false
 }
 
 // scalar returns the number, literal or escape-free string at v[i:] and the index after it
@@ -390,32 +351,25 @@ func scalar(v []byte, i int) ([]byte, int) {
 	return v[i:j], j
 }
 
-func skipSpace(v []byte, i int) int {
-	for i < len(v) && (v[i] == ' ' || v[i] == '\n' || v[i] == '\t' || v[i] == '\r') {
-		i++
-	}
-	return i
-}
-
 // decodePartitionFast decodes a partition value written by encodePartition (or json.Marshal):
 // the records by hand, the few other fields through encoding/json. ok is false when the value
 // has an unexpected shape; decodePartition then uses encoding/json for all of it.
 func decodePartitionFast(v []byte) (*Partition, bool) {
 	var p Partition
-	i := skipSpace(v, 0)
+	i := jsonwire.SkipSpace(v, 0)
 	if i >= len(v) || v[i] != '{' {
 		return nil, false
 	}
-	i = skipSpace(v, i+1)
+	i = jsonwire.SkipSpace(v, i+1)
 	for i < len(v) && v[i] != '}' {
-		key, j, ok := plainString(v, i)
+		key, j, ok := rawText(v, i)
 		if !ok {
 			return nil, false
 		}
-		if j = skipSpace(v, j); j >= len(v) || v[j] != ':' {
+		if j = jsonwire.SkipSpace(v, j); j >= len(v) || v[j] != ':' {
 			return nil, false
 		}
-		i = skipSpace(v, j+1)
+		i = jsonwire.SkipSpace(v, j+1)
 		if key == "records" {
 			if p.Records, i, ok = decodeRecords(v, i); !ok {
 				return nil, false
@@ -446,13 +400,13 @@ func decodePartitionFast(v []byte) (*Partition, bool) {
 			}
 			i = end
 		}
-		if i = skipSpace(v, i); i < len(v) && v[i] == ',' {
-			i = skipSpace(v, i+1)
+		if i = jsonwire.SkipSpace(v, i); i < len(v) && v[i] == ',' {
+			i = jsonwire.SkipSpace(v, i+1)
 		} else if i >= len(v) || v[i] != '}' {
 			return nil, false
 		}
 	}
-	if i >= len(v) || skipSpace(v, i+1) != len(v) {
+	if i >= len(v) || jsonwire.SkipSpace(v, i+1) != len(v) {
 		return nil, false
 	}
 	return &p, true
@@ -495,4 +449,10 @@ func skipValue(v []byte, i int) int {
 		i++
 	}
 	return -1
+}
+
+// rawText is jsonwire.RawString as a string: escape-free, valid UTF-8 JSON strings only.
+func rawText(v []byte, i int) (string, int, bool) {
+	b, j, ok := jsonwire.RawString(v, i)
+	return string(b), j, ok
 }

@@ -10,10 +10,11 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
+
+	"github.com/ionusage/connector/pkg/jsonwire"
 )
 
 // appendJSON appends json.Marshal(r), byte for byte, without reflection: every record is
@@ -22,37 +23,37 @@ import (
 func (r *UsageRecord) appendJSON(b []byte) ([]byte, error) {
 	var err error
 	b = append(b, `{"BilledCost":`...)
-	b = appendDecimal(b, r.BilledCost)
+	b = jsonwire.AppendDecimal(b, r.BilledCost)
 	b = append(b, `,"EffectiveCost":`...)
-	b = appendDecimal(b, r.EffectiveCost)
+	b = jsonwire.AppendDecimal(b, r.EffectiveCost)
 	b = append(b, `,"ListCost":`...)
-	b = appendDecimal(b, r.ListCost)
+	b = jsonwire.AppendDecimal(b, r.ListCost)
 	b = append(b, `,"ContractedCost":`...)
-	b = appendDecimal(b, r.ContractedCost)
+	b = jsonwire.AppendDecimal(b, r.ContractedCost)
 	b = append(b, `,"BillingCurrency":`...)
-	b = appendString(b, r.BillingCurrency)
+	b = jsonwire.AppendString(b, r.BillingCurrency)
 	b = append(b, `,"BillingAccountId":`...)
-	b = appendString(b, r.BillingAccountID)
+	b = jsonwire.AppendString(b, r.BillingAccountID)
 	b = append(b, `,"BillingAccountName":`...)
 	b = appendStringPtr(b, r.BillingAccountName)
 	b = append(b, `,"BillingPeriodStart":`...)
-	if b, err = appendTime(b, r.BillingPeriodStart); err != nil {
+	if b, err = jsonwire.AppendTime(b, r.BillingPeriodStart); err != nil {
 		return nil, fmt.Errorf("BillingPeriodStart: %w", err)
 	}
 	b = append(b, `,"BillingPeriodEnd":`...)
-	if b, err = appendTime(b, r.BillingPeriodEnd); err != nil {
+	if b, err = jsonwire.AppendTime(b, r.BillingPeriodEnd); err != nil {
 		return nil, fmt.Errorf("BillingPeriodEnd: %w", err)
 	}
 	b = append(b, `,"ChargePeriodStart":`...)
-	if b, err = appendTime(b, r.ChargePeriodStart); err != nil {
+	if b, err = jsonwire.AppendTime(b, r.ChargePeriodStart); err != nil {
 		return nil, fmt.Errorf("ChargePeriodStart: %w", err)
 	}
 	b = append(b, `,"ChargePeriodEnd":`...)
-	if b, err = appendTime(b, r.ChargePeriodEnd); err != nil {
+	if b, err = jsonwire.AppendTime(b, r.ChargePeriodEnd); err != nil {
 		return nil, fmt.Errorf("ChargePeriodEnd: %w", err)
 	}
 	b = append(b, `,"ChargeCategory":`...)
-	b = appendString(b, r.ChargeCategory)
+	b = jsonwire.AppendString(b, r.ChargeCategory)
 	b = append(b, `,"ChargeClass":`...)
 	b = appendStringPtr(b, r.ChargeClass)
 	b = append(b, `,"ChargeDescription":`...)
@@ -74,15 +75,15 @@ func (r *UsageRecord) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `,"InvoiceId":`...)
 	b = appendStringPtr(b, r.InvoiceID)
 	b = append(b, `,"InvoiceIssuerName":`...)
-	b = appendString(b, r.InvoiceIssuerName)
+	b = jsonwire.AppendString(b, r.InvoiceIssuerName)
 	b = append(b, `,"ProviderName":`...)
-	b = appendString(b, r.ProviderName)
+	b = jsonwire.AppendString(b, r.ProviderName)
 	b = append(b, `,"PublisherName":`...)
-	b = appendString(b, r.PublisherName)
+	b = jsonwire.AppendString(b, r.PublisherName)
 	b = append(b, `,"ServiceName":`...)
-	b = appendString(b, r.ServiceName)
+	b = jsonwire.AppendString(b, r.ServiceName)
 	b = append(b, `,"ServiceCategory":`...)
-	b = appendString(b, r.ServiceCategory)
+	b = jsonwire.AppendString(b, r.ServiceCategory)
 	b = append(b, `,"ResourceId":`...)
 	b = appendStringPtr(b, r.ResourceID)
 	b = append(b, `,"ResourceName":`...)
@@ -104,29 +105,29 @@ func (r *UsageRecord) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `,"Tags":`...)
 	b = appendStringMap(b, r.Tags)
 	b = append(b, `,"x_RecordId":`...)
-	b = appendUUID(b, r.RecordID)
+	b = jsonwire.AppendUUID(b, r.RecordID)
 	b = append(b, `,"x_Revision":`...)
-	b = appendString(b, r.Revision)
+	b = jsonwire.AppendString(b, r.Revision)
 	b = append(b, `,"x_RevisionSeq":`...)
 	b = strconv.AppendInt(b, r.RevisionSeq, 10)
 	b = append(b, `,"x_Replaces":`...)
 	b = appendStringPtr(b, r.Replaces)
 	b = append(b, `,"x_SourcePageId":`...)
-	b = appendUUID(b, r.SourcePageID)
+	b = jsonwire.AppendUUID(b, r.SourcePageID)
 	b = append(b, `,"x_FetchedAt":`...)
-	if b, err = appendTime(b, r.FetchedAt); err != nil {
+	if b, err = jsonwire.AppendTime(b, r.FetchedAt); err != nil {
 		return nil, fmt.Errorf("x_FetchedAt: %w", err)
 	}
 	b = append(b, `,"x_ColumnSetVersion":`...)
-	b = appendString(b, r.ColumnSetVersion)
+	b = jsonwire.AppendString(b, r.ColumnSetVersion)
 	b = append(b, `,"x_SourceMode":`...)
-	b = appendString(b, r.SourceMode)
+	b = jsonwire.AppendString(b, r.SourceMode)
 	b = append(b, `,"x_IonCustomerId":`...)
-	b = appendString(b, r.IonCustomerID)
+	b = jsonwire.AppendString(b, r.IonCustomerID)
 	b = append(b, `,"x_CustomerTenantId":`...)
 	b = appendStringPtr(b, r.CustomerTenantID)
 	b = append(b, `,"x_CustomerName":`...)
-	b = appendString(b, r.CustomerName)
+	b = jsonwire.AppendString(b, r.CustomerName)
 	b = append(b, `,"x_ResellerId":`...)
 	b = appendStringPtr(b, r.ResellerID)
 	b = append(b, `,"x_SubscriptionId":`...)
@@ -141,7 +142,7 @@ func (r *UsageRecord) appendJSON(b []byte) ([]byte, error) {
 	if r.CorrectsRecordID == nil {
 		b = append(b, "null"...)
 	} else {
-		b = appendUUID(b, *r.CorrectsRecordID)
+		b = jsonwire.AppendUUID(b, *r.CorrectsRecordID)
 	}
 	b = append(b, `,"x_CorrectsRevision":`...)
 	b = appendStringPtr(b, r.CorrectsRevision)
@@ -151,7 +152,7 @@ func (r *UsageRecord) appendJSON(b []byte) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, f)
+			b = jsonwire.AppendString(b, f)
 		}
 		b = append(b, ']')
 	}
@@ -175,90 +176,18 @@ func (r *UsageRecord) contentSHA256() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// appendDecimal is decimal.Decimal's MarshalJSON.
-func appendDecimal(b []byte, d decimal.Decimal) []byte {
-	if decimal.MarshalJSONWithoutQuotes {
-		return appendDecimalString(b, d)
-	}
-	b = append(b, '"')
-	b = appendDecimalString(b, d)
-	return append(b, '"')
-}
-
-// appendDecimalString is d.String(). Amounts whose coefficient fits an int64 (all of Ion's) are
-// formatted here: String goes through math/big, nine times per record.
-func appendDecimalString(b []byte, d decimal.Decimal) []byte {
-	exp := d.Exponent()
-	if exp > 0 || exp < -18 || !decimal.TrimTrailingZeros || d.NumDigits() > 18 {
-		return append(b, d.String()...)
-	}
-	c := d.CoefficientInt64() // |c| < 1e18: exact
-	if c < 0 {
-		b = append(b, '-')
-		c = -c
-	}
-	var buf [18 + 19]byte // leading zeros of the fraction, then the digits
-	digits := strconv.AppendInt(buf[:0], c, 10)
-	n := -int(exp) // fraction digits
-	if len(digits) <= n {
-		pad := n - len(digits) + 1 // a "0" integer part and the fraction's leading zeros
-		digits = strconv.AppendInt(buf[:pad], c, 10)
-		for i := range pad {
-			digits[i] = '0'
-		}
-	}
-	point := len(digits) - n
-	frac := digits[point:]
-	for len(frac) > 0 && frac[len(frac)-1] == '0' {
-		frac = frac[:len(frac)-1]
-	}
-	b = append(b, digits[:point]...)
-	if len(frac) > 0 {
-		b = append(b, '.')
-		b = append(b, frac...)
-	}
-	return b
-}
-
 func appendDecimalPtr(b []byte, d *decimal.Decimal) []byte {
 	if d == nil {
 		return append(b, "null"...)
 	}
-	return appendDecimal(b, *d)
-}
-
-// appendTime is time.Time's MarshalJSON (RFC 3339 with nanoseconds, and its range checks).
-func appendTime(b []byte, t time.Time) ([]byte, error) {
-	b = append(b, '"')
-	b, err := t.AppendText(b)
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '"'), nil
-}
-
-// appendUUID is uuid.UUID's MarshalText as a JSON string.
-func appendUUID(b []byte, u uuid.UUID) []byte {
-	var s [36]byte
-	hex.Encode(s[0:8], u[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], u[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], u[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], u[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], u[10:])
-	b = append(b, '"')
-	b = append(b, s[:]...)
-	return append(b, '"')
+	return jsonwire.AppendDecimal(b, *d)
 }
 
 func appendStringPtr(b []byte, s *string) []byte {
 	if s == nil {
 		return append(b, "null"...)
 	}
-	return appendString(b, *s)
+	return jsonwire.AppendString(b, *s)
 }
 
 // appendStringMap is json.Marshal of a map[string]string: keys sorted, nil is null.
@@ -276,67 +205,11 @@ func appendStringMap(b []byte, m map[string]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, k)
+		b = jsonwire.AppendString(b, k)
 		b = append(b, ':')
-		b = appendString(b, m[k])
+		b = jsonwire.AppendString(b, m[k])
 	}
 	return append(b, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString is json.Marshal(s): HTML-safe escaping of <, > and &, U+2028 and U+2029
-// escaped, invalid UTF-8 replaced by U+FFFD, as encoding/json's appendString does.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // DecodeUsageRecord is json.Unmarshal(data, r) for a record body. Bodies as appendJSON writes
@@ -431,16 +304,16 @@ var recordFields = func() map[string]recordField {
 // decodeRecord parses data into *r (which it may leave half-filled when it returns false).
 func decodeRecord(data []byte, r *UsageRecord) bool {
 	*r = UsageRecord{}
-	i := skipSpace(data, 0)
+	i := jsonwire.SkipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return false
 	}
-	i = skipSpace(data, i+1)
+	i = jsonwire.SkipSpace(data, i+1)
 	var seen uint64
 	// The nullable fields point into two backing arrays: two allocations instead of ~30.
 	a := arena{strs: make([]string, 0, 24), decs: make([]decimal.Decimal, 0, 8)}
 	for i < len(data) && data[i] != '}' {
-		key, j, ok := rawString(data, i)
+		key, j, ok := jsonwire.RawString(data, i)
 		if !ok {
 			return false
 		}
@@ -449,14 +322,14 @@ func decodeRecord(data []byte, r *UsageRecord) bool {
 			return false // unknown (or case-folded) name, or a repeat: encoding/json's rules apply
 		}
 		seen |= f.bit
-		if j = skipSpace(data, j); j >= len(data) || data[j] != ':' {
+		if j = jsonwire.SkipSpace(data, j); j >= len(data) || data[j] != ':' {
 			return false
 		}
-		if i, ok = a.decodeField(data, skipSpace(data, j+1), f.field(r)); !ok {
+		if i, ok = a.decodeField(data, jsonwire.SkipSpace(data, j+1), f.field(r)); !ok {
 			return false
 		}
-		if i = skipSpace(data, i); i < len(data) && data[i] == ',' {
-			i = skipSpace(data, i+1)
+		if i = jsonwire.SkipSpace(data, i); i < len(data) && data[i] == ',' {
+			i = jsonwire.SkipSpace(data, i+1)
 			if i < len(data) && data[i] == '}' {
 				return false // trailing comma
 			}
@@ -464,7 +337,7 @@ func decodeRecord(data []byte, r *UsageRecord) bool {
 			return false
 		}
 	}
-	return i < len(data) && skipSpace(data, i+1) == len(data)
+	return i < len(data) && jsonwire.SkipSpace(data, i+1) == len(data)
 }
 
 // arena holds the values of one record's pointer fields.
@@ -503,13 +376,13 @@ func (a *arena) decodeField(v []byte, i int, p any) (int, bool) {
 		if null {
 			return 0, false
 		}
-		*p, i, ok = decodeString(v, i)
+		*p, i, ok = jsonwire.String(v, i)
 	case **string:
 		if null {
 			return i, true
 		}
 		var s string
-		if s, i, ok = decodeString(v, i); ok {
+		if s, i, ok = jsonwire.String(v, i); ok {
 			*p = a.str(s)
 		}
 	case *decimal.Decimal:
@@ -565,60 +438,10 @@ func (a *arena) decodeField(v []byte, i int, p any) (int, bool) {
 // decodeQuoted hands the escape-free JSON string at v[i:], quotes included, to unmarshal, as
 // encoding/json hands a value to its UnmarshalJSON (or its content to UnmarshalText).
 func decodeQuoted(v []byte, i int, unmarshal func([]byte) error) (int, bool) {
-	if _, j, ok := rawString(v, i); ok && unmarshal(v[i:j]) == nil {
+	if _, j, ok := jsonwire.RawString(v, i); ok && unmarshal(v[i:j]) == nil {
 		return j, true
 	}
 	return 0, false
-}
-
-// rawString returns the content of the escape-free, valid-UTF-8 JSON string at v[i:] and the
-// index after it; ok is false for anything else.
-func rawString(v []byte, i int) ([]byte, int, bool) {
-	if i >= len(v) || v[i] != '"' {
-		return nil, 0, false
-	}
-	ascii := true
-	for j := i + 1; j < len(v); j++ {
-		switch c := v[j]; {
-		case c == '"':
-			s := v[i+1 : j]
-			if !ascii && !utf8.Valid(s) {
-				return nil, 0, false
-			}
-			return s, j + 1, true
-		case c == '\\' || c < 0x20:
-			return nil, 0, false
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-	}
-	return nil, 0, false
-}
-
-// decodeString reads the JSON string at v[i:]. One with escapes (appendString writes &, < and >
-// as \u00XX) is unquoted by encoding/json.
-func decodeString(v []byte, i int) (string, int, bool) {
-	if s, j, ok := rawString(v, i); ok {
-		return string(s), j, true
-	}
-	if i >= len(v) || v[i] != '"' {
-		return "", 0, false
-	}
-	j := i + 1
-	for j < len(v) && v[j] != '"' {
-		if v[j] == '\\' {
-			j++
-		}
-		j++
-	}
-	if j >= len(v) {
-		return "", 0, false
-	}
-	var s string
-	if json.Unmarshal(v[i:j+1], &s) != nil {
-		return "", 0, false
-	}
-	return s, j + 1, true
 }
 
 // decodeInt reads a JSON integer (no fraction or exponent, no leading zeros) at v[i:].
@@ -643,29 +466,29 @@ func decodeStringMap(v []byte, i int) (map[string]string, int, bool) {
 		return nil, 0, false
 	}
 	m := map[string]string{}
-	i = skipSpace(v, i+1)
+	i = jsonwire.SkipSpace(v, i+1)
 	if i < len(v) && v[i] == '}' {
 		return m, i + 1, true
 	}
 	for i < len(v) {
-		k, j, ok := decodeString(v, i)
+		k, j, ok := jsonwire.String(v, i)
 		if !ok {
 			return nil, 0, false
 		}
-		if j = skipSpace(v, j); j >= len(v) || v[j] != ':' {
+		if j = jsonwire.SkipSpace(v, j); j >= len(v) || v[j] != ':' {
 			return nil, 0, false
 		}
 		var s string
-		if s, j, ok = decodeString(v, skipSpace(v, j+1)); !ok {
+		if s, j, ok = jsonwire.String(v, jsonwire.SkipSpace(v, j+1)); !ok {
 			return nil, 0, false
 		}
 		m[k] = s
-		if i = skipSpace(v, j); i >= len(v) {
+		if i = jsonwire.SkipSpace(v, j); i >= len(v) {
 			return nil, 0, false
 		}
 		switch v[i] {
 		case ',':
-			i = skipSpace(v, i+1)
+			i = jsonwire.SkipSpace(v, i+1)
 		case '}':
 			return m, i + 1, true
 		default:
@@ -680,22 +503,22 @@ func decodeStringSlice(v []byte, i int) ([]string, int, bool) {
 		return nil, 0, false
 	}
 	out := []string{}
-	i = skipSpace(v, i+1)
+	i = jsonwire.SkipSpace(v, i+1)
 	if i < len(v) && v[i] == ']' {
 		return out, i + 1, true
 	}
 	for i < len(v) {
-		s, j, ok := decodeString(v, i)
+		s, j, ok := jsonwire.String(v, i)
 		if !ok {
 			return nil, 0, false
 		}
 		out = append(out, s)
-		if i = skipSpace(v, j); i >= len(v) {
+		if i = jsonwire.SkipSpace(v, j); i >= len(v) {
 			return nil, 0, false
 		}
 		switch v[i] {
 		case ',':
-			i = skipSpace(v, i+1)
+			i = jsonwire.SkipSpace(v, i+1)
 		case ']':
 			return out, i + 1, true
 		default:
@@ -703,11 +526,4 @@ func decodeStringSlice(v []byte, i int) ([]string, int, bool) {
 		}
 	}
 	return nil, 0, false
-}
-
-func skipSpace(v []byte, i int) int {
-	for i < len(v) && (v[i] == ' ' || v[i] == '\n' || v[i] == '\t' || v[i] == '\r') {
-		i++
-	}
-	return i
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
+
+	"github.com/ionusage/connector/pkg/jsonwire"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -205,7 +207,7 @@ func TestAppendDecimalIsString(t *testing.T) {
 		default:
 			d = decimal.New(rng.Int64N(1e12), 2-rng.Int32N(6)).Mul(decimal.New(rng.Int64N(1e9)-5e8, -rng.Int32N(12)))
 		}
-		if got, want := string(appendDecimalString(nil, d)), d.String(); got != want {
+		if got, want := string(jsonwire.AppendDecimalString(nil, d)), d.String(); got != want {
 			t.Fatalf("%v (coefficient %s, exponent %d): %q, want %q", d, d.Coefficient(), d.Exponent(), got, want)
 		}
 	}
