@@ -144,13 +144,3 @@ func (p *Publisher) holdUnapproved(ctx context.Context, account, period, custome
 	}
 	return pass
 }
-
-func nakAll(its []item) {
-	for _, it := range its {
-		n := uint64(1)
-		if md, err := it.msg.Metadata(); err == nil {
-			n = md.NumDelivered
-		}
-		_ = it.msg.NakWithDelay(bus.DefaultNakDelay(n))
-	}
-}

@@ -275,13 +275,7 @@ func (p *Publisher) deliver(ctx context.Context, its []item) {
 			return // shutting down: leave them un-acked, as a crash would
 		}
 		p.log.Warn("delivery failed; batch will be redelivered", "account", account, "customer", customer, "period", period, "err", err)
-		for _, it := range its {
-			n := uint64(1)
-			if md, err := it.msg.Metadata(); err == nil {
-				n = md.NumDelivered
-			}
-			_ = it.msg.NakWithDelay(bus.DefaultNakDelay(n))
-		}
+		nakAll(its)
 		return
 	}
 	// Items whose dead letter is published are acked by deadLetter; the ones whose dead letter
@@ -317,17 +311,13 @@ func (p *Publisher) deliver(ctx context.Context, its []item) {
 			ack = append(ack, it)
 			continue
 		}
-		n := uint64(1)
-		if md, err := it.msg.Metadata(); err == nil {
-			n = md.NumDelivered
-		}
-		if !w.now && n <= 1 {
+		if !w.now && numDelivered(it.msg) <= 1 {
 			// A fresh re-read of a revision dead-lettered earlier: its dead letter exists.
 			ack = append(ack, it)
 			continue
 		}
 		if !p.deadLetter(ctx, it.msg, w.reason, w.cause) {
-			_ = it.msg.NakWithDelay(bus.DefaultNakDelay(n))
+			nakAll([]item{it})
 		}
 	}
 	// One round trip per batch, not per record: the acks go out in order on one connection, and
@@ -409,4 +399,19 @@ func (p *Publisher) deadLetter(ctx context.Context, m jetstream.Msg, reason stri
 		p.log.Warn("ack of dead-lettered message failed", "err", err)
 	}
 	return true
+}
+
+// nakAll hands messages back with the usual growing delay for their delivery count.
+func nakAll(its []item) {
+	for _, it := range its {
+		_ = it.msg.NakWithDelay(bus.DefaultNakDelay(numDelivered(it.msg)))
+	}
+}
+
+// numDelivered is m's delivery count (1 when its metadata is unreadable).
+func numDelivered(m jetstream.Msg) uint64 {
+	if md, err := m.Metadata(); err == nil {
+		return md.NumDelivered
+	}
+	return 1
 }
