@@ -14,8 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ionusage/connector/pkg/bus"
-	"github.com/ionusage/connector/pkg/events"
 	"github.com/ionusage/connector/pkg/service"
 )
 
@@ -197,16 +195,12 @@ func dlqSub(ctx context.Context, io IO, sub string, args []string) int {
 		fmt.Fprintf(io.Stderr, "%s: no dead letters match\n", name)
 		return service.ExitFailed
 	}
-	pub, err := bus.NewPublisher(bus.PublisherOptions{JS: c.JS})
+	r, err := newRedriver(ctx, c.JS)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "%s: %v\n", name, err)
 		return service.ExitFailed
 	}
-	dup := bus.DefaultDuplicateWindow
-	if st, err := c.JS.Stream(ctx, events.StreamDLQ); err == nil {
-		dup = st.CachedInfo().Config.Duplicates
-	}
-	res, err := redriver{js: c.JS, pub: pub, dupWindow: dup, now: time.Now}.redrive(ctx, sel)
+	res, err := r.redrive(ctx, sel)
 	if *asJSON {
 		if res == nil {
 			res = []redriveResult{}
