@@ -168,6 +168,31 @@ func (l *Ledger) Load(ctx context.Context, account, period, customer string) (*P
 	return p, e.Revision(), nil
 }
 
+// RecordIDs returns the ids of the records a partition holds (none when it does not exist),
+// without decoding what it holds for them: the reconciler checks every record of a period
+// against a re-read and loads in full only the partitions with something to reverse.
+func (l *Ledger) RecordIDs(ctx context.Context, account, period, customer string) ([]string, error) {
+	e, err := l.kv.Get(ctx, Key(account, period, customer))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("billing: ledger get: %w", err)
+	}
+	if ids, ok := recordIDs(e.Value()); ok {
+		return ids, nil
+	}
+	p, err := decodePartition(e.Value())
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(p.Records))
+	for id := range p.Records {
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
 func decodePartition(b []byte) (*Partition, error) {
 	p, ok := decodePartitionFast(b)
 	if !ok {

@@ -456,3 +456,76 @@ func rawText(v []byte, i int) (string, int, bool) {
 	b, j, ok := jsonwire.RawString(v, i)
 	return string(b), j, ok
 }
+
+// recordIDs returns the keys of a partition value's records object without decoding the
+// records. ok is false when the value has a shape this parser does not expect; the caller then
+// decodes it in full.
+func recordIDs(v []byte) (ids []string, ok bool) {
+	i := jsonwire.SkipSpace(v, 0)
+	if i >= len(v) || v[i] != '{' {
+		return nil, false
+	}
+	i = jsonwire.SkipSpace(v, i+1)
+	for i < len(v) && v[i] != '}' {
+		key, j, ok := jsonwire.RawString(v, i)
+		if !ok {
+			return nil, false
+		}
+		if j = jsonwire.SkipSpace(v, j); j >= len(v) || v[j] != ':' {
+			return nil, false
+		}
+		i = jsonwire.SkipSpace(v, j+1)
+		if string(key) != "records" {
+			if i = skipValue(v, i); i < 0 {
+				return nil, false
+			}
+		} else if ids, i, ok = recordKeys(v, i); !ok {
+			return nil, false
+		}
+		if i = jsonwire.SkipSpace(v, i); i < len(v) && v[i] == ',' {
+			i = jsonwire.SkipSpace(v, i+1)
+		} else if i >= len(v) || v[i] != '}' {
+			return nil, false
+		}
+	}
+	return ids, i < len(v)
+}
+
+// recordKeys returns the keys of the records object at v[i:] and the index after it.
+func recordKeys(v []byte, i int) (ids []string, end int, ok bool) {
+	if bytes.HasPrefix(v[i:], []byte("null")) {
+		return nil, i + 4, true
+	}
+	if i >= len(v) || v[i] != '{' {
+		return nil, 0, false
+	}
+	ids = make([]string, 0, bytes.Count(v[i:], []byte(`"r":`)))
+	i = jsonwire.SkipSpace(v, i+1)
+	if i < len(v) && v[i] == '}' {
+		return ids, i + 1, true
+	}
+	for i < len(v) {
+		var id string
+		if id, i, ok = rawText(v, i); !ok {
+			return nil, 0, false
+		}
+		if i = jsonwire.SkipSpace(v, i); i >= len(v) || v[i] != ':' {
+			return nil, 0, false
+		}
+		if i = skipValue(v, jsonwire.SkipSpace(v, i+1)); i < 0 {
+			return nil, 0, false
+		}
+		ids = append(ids, id)
+		switch i = jsonwire.SkipSpace(v, i); {
+		case i >= len(v):
+			return nil, 0, false
+		case v[i] == ',':
+			i = jsonwire.SkipSpace(v, i+1)
+		case v[i] == '}':
+			return ids, i + 1, true
+		default:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}

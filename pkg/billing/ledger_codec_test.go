@@ -3,7 +3,9 @@ package billing
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -55,6 +57,54 @@ func TestEncodePartitionIsJSONMarshal(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
 		}
 	}
+}
+
+func TestRecordIDs(t *testing.T) {
+	p := fullPartition()
+	want := slices.Sorted(maps.Keys(p.Records))
+	v, err := encodePartition(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := *p
+	legacy.Sum = nil
+	lv, err := json.Marshal(&legacy) // records before dead, pending and receipt
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"current": v, "legacy": lv, "indented": must(json.MarshalIndent(p, "", "  "))} {
+		got, ok := recordIDs(b)
+		if !ok {
+			t.Fatalf("%s: not parsed", name)
+		}
+		if slices.Sort(got); !slices.Equal(got, want) {
+			t.Errorf("%s: ids %q, want %q", name, got, want)
+		}
+	}
+	for name, c := range map[string]struct {
+		v    string
+		want int
+		ok   bool
+	}{
+		"empty records": {`{"account":"a","records":{}}`, 0, true},
+		"null records":  {`{"account":"a","records":null,"sum":{"n":0}}`, 0, true},
+		"no records":    {`{"account":"a"}`, 0, true},
+		"not an object": {`[1]`, 0, false},
+		"cut short":     {`{"records":{"x":{"r":"1"}`, 0, false},
+		"escaped id":    {`{"records":{"\u0078":{}}}`, 0, false},
+	} {
+		got, ok := recordIDs([]byte(c.v))
+		if ok != c.ok || len(got) != c.want {
+			t.Errorf("%s: %q, %v; want %d ids, %v", name, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 func TestReadSum(t *testing.T) {

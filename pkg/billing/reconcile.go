@@ -276,6 +276,31 @@ func Reconcile(ctx context.Context, o ReconcileOptions, c events.SyncCompleted) 
 	if err := o.defaults(); err != nil {
 		return events.Reconciliation{}, err
 	}
+	var sums map[uuid.UUID]events.PageSummary
+	if c.Status == events.SyncSucceeded {
+		var err error
+		if sums, err = TransformerSummaries(ctx, o.JS, c.Account, c.Period); err != nil {
+			return events.Reconciliation{}, err
+		}
+	}
+	return reconcile(ctx, o, c, sums)
+}
+
+// Reconcile is Reconcile with the page summaries Check has read: at millions of records,
+// reading them again means walking every block of the USAGE stream once more.
+func (cp *Completion) Reconcile(ctx context.Context) (events.Reconciliation, error) {
+	if err := cp.o.defaults(); err != nil {
+		return events.Reconciliation{}, err
+	}
+	return reconcile(ctx, cp.o, cp.c, cp.sums)
+}
+
+// Summaries returns the latest transformer summary of each page read so far: every page of
+// the manifest once Check has reported the sync complete. The caller must not change them.
+func (cp *Completion) Summaries() map[uuid.UUID]events.PageSummary { return cp.sums }
+
+// reconcile is Reconcile with the sync's page summaries (nil for a sync that did not succeed).
+func reconcile(ctx context.Context, o ReconcileOptions, c events.SyncCompleted, sums map[uuid.UUID]events.PageSummary) (events.Reconciliation, error) {
 	r := events.Reconciliation{
 		SyncID: c.SyncID, RequestID: c.RequestID, Account: c.Account, Period: c.Period, Mode: c.Mode,
 		SyncStatus: c.Status, Totals: map[string]decimal.Decimal{}, ComputedAt: o.Now().UTC(),
@@ -345,10 +370,6 @@ func Reconcile(ctx context.Context, o ReconcileOptions, c events.SyncCompleted) 
 	}
 
 	if c.Status == events.SyncSucceeded {
-		sums, err := TransformerSummaries(ctx, o.JS, c.Account, c.Period)
-		if err != nil {
-			return r, err
-		}
 		for _, id := range c.Manifest.Pages {
 			s, ok := sums[id]
 			if !ok {

@@ -461,3 +461,23 @@ func InProgress(msg *message.Message) error {
 	}
 	return m.InProgress()
 }
+
+// KeepAlive calls touch (which sends InProgress for the messages being worked on) every
+// interval until the returned stop is called, so that work longer than the consumer's AckWait
+// is not redelivered meanwhile.
+func KeepAlive(every time.Duration, touch func()) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				touch()
+			}
+		}
+	}()
+	return func() { close(done) }
+}

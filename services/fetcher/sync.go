@@ -39,20 +39,8 @@ type taskMsg struct {
 // InProgress keeps the message's AckWait from expiring meanwhile.
 func (s *Service) workContext(msg *message.Message) (context.Context, func()) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), s.opts.TaskTimeout)
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = bus.InProgress(msg)
-			}
-		}
-	}()
-	return ctx, func() { close(done); cancel() }
+	stop := bus.KeepAlive(10*time.Second, func() { _ = bus.InProgress(msg) })
+	return ctx, func() { stop(); cancel() }
 }
 
 // syncRequested plans a sync, stores the plan and fans out its tasks; the request is acked

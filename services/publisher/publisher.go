@@ -346,22 +346,11 @@ func (p *Publisher) keepAlive(its []item) func() {
 	if ci := p.cons.CachedInfo(); ci != nil && ci.Config.AckWait > 0 {
 		every = min(every, max(ci.Config.AckWait/3, 100*time.Millisecond))
 	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, it := range its {
-					_ = it.msg.InProgress()
-				}
-			}
+	return bus.KeepAlive(every, func() {
+		for _, it := range its {
+			_ = it.msg.InProgress()
 		}
-	}()
-	return func() { close(done) }
+	})
 }
 
 // deadLetter publishes m to dlq.v1.publisher.<account> and acks it only when that worked; it

@@ -24,18 +24,22 @@ const ReconcilerName = "reconciler"
 const reconcilerFilter = "ion.sync.v1.completed.>"
 
 // Defaults of ReconcilerOptions, and the reconciler's router: one delivery waits at most
-// DefaultReconcileMaxWait inside a handler timeout of reconcileHandlerTimeout, without
-// in-process retries (a retry would only wait again), so Budget stays inside the durable's
-// AckWait of 30s. An incomplete sync is NAKed with the usual growing delay and dead-lettered
-// (handler-failed; `dlq redrive` replays it) on its reconcileMaxDeliver-th delivery, which
-// must stay below the durable's MaxDeliver (bus.DefaultMaxDeliver): about 9×20s waiting plus
-// 2 minutes of NAK delays, some 5 minutes after the completion.
+// DefaultReconcileMaxWait for the sync to complete, without in-process retries (a retry would
+// only wait again). Once complete, the reversal pass and the reconciliation may take longer
+// than the durable's AckWait of 30s at millions of records, so the handler keeps its message
+// alive (bus.KeepAlive) up to reconcileHandlerTimeout, and what a delivery cut short has done
+// (summaries read, customers checked for reversals) is kept for the next one. An incomplete
+// sync is NAKed with the usual growing delay and dead-lettered (handler-failed; `dlq redrive`
+// replays it) on its reconcileMaxDeliver-th delivery, which must stay below the durable's
+// MaxDeliver (bus.DefaultMaxDeliver): about 9×20s waiting plus 2 minutes of NAK delays, some
+// 5 minutes after the completion.
 const (
 	DefaultReconcilePoll    = 200 * time.Millisecond
 	DefaultReconcileMaxWait = 20 * time.Second
 
-	reconcileHandlerTimeout = 25 * time.Second
-	reconcileMargin         = 4 * time.Second // left after the wait to reconcile, publish and store
+	reconcileHandlerTimeout = 5 * time.Minute
+	reconcileMargin         = 4 * time.Second // left after a cut-short wait or pass to hand the message back
+	reconcileKeepAlive      = 10 * time.Second
 	reconcileMaxDeliver     = bus.DefaultMaxDeliver - 1
 )
 
@@ -62,10 +66,18 @@ type Reconciler struct {
 	pub  *bus.Publisher
 	stop <-chan struct{} // closed when Run's context ends: stop waiting, hand the message back
 
-	// completions keep each sync's summary scan across redeliveries, so a sync whose summaries
-	// take longer than one handler budget to read (millions of records) still gets there.
-	mu          sync.Mutex
-	completions map[uuid.UUID]*billing.Completion
+	// syncs keep each sync's progress across redeliveries, so a sync whose summaries or
+	// reversal pass take longer than one delivery (millions of records) still gets there.
+	mu    sync.Mutex
+	syncs map[uuid.UUID]*syncProgress
+}
+
+// syncProgress is what the deliveries of one completion event have done so far.
+type syncProgress struct {
+	completion *billing.Completion // the summaries read
+	checked    int                 // manifest customers checked for reversals
+	reversed   int                 // reversals published
+	present    []uuid.UUID         // the re-read's record ids, sorted, while reversals are checked
 }
 
 // NewReconciler checks the options.
@@ -83,7 +95,7 @@ func NewReconciler(o ReconcilerOptions) (*Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Reconciler{o: o, log: o.Deps.Logger, pub: pub, stop: make(chan struct{}), completions: map[uuid.UUID]*billing.Completion{}}, nil
+	return &Reconciler{o: o, log: o.Deps.Logger, pub: pub, stop: make(chan struct{}), syncs: map[uuid.UUID]*syncProgress{}}, nil
 }
 
 func (r *Reconciler) opts() billing.ReconcileOptions {
@@ -96,8 +108,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		o.HandlerTimeout = reconcileHandlerTimeout
 		o.Retry.MaxRetries = -1
 		o.MaxDeliver = reconcileMaxDeliver
-		// o.AckWait stays the durable's (bus.DefaultAckWait): Validate proves that one delivery,
-		// without retries, takes at most reconcileHandlerTimeout (25s) inside it.
+		// Handle keeps its message alive (bus.KeepAlive), so one delivery may outlast the
+		// durable's AckWait: the router's AckWait check does not apply.
+		o.AckWait = 0
 	})
 	if err != nil {
 		return err
@@ -127,22 +140,24 @@ func (r *Reconciler) Handle(msg *message.Message) error {
 	if _, _, err := events.ParsePeriod(c.Period); err != nil {
 		return fmt.Errorf("%w: %v", events.ErrUndecodable, err)
 	}
-	if err := r.waitComplete(ctx, msg, c); err != nil {
+	stop := bus.KeepAlive(reconcileKeepAlive, func() { _ = bus.InProgress(msg) }) // ErrNotJetStream outside a subscriber is fine
+	defer stop()
+	sp := r.progress(c)
+	if err := r.waitComplete(ctx, sp, c); err != nil {
 		return err
 	}
 	if reversible(c) {
-		n, err := r.reverse(ctx, c)
-		if err != nil {
+		if err := r.reverse(ctx, sp, c); err != nil {
 			return err
 		}
-		if n > 0 {
+		if sp.reversed > 0 {
 			// Reconcile counts reversed records at zero: let the publisher deliver them first.
-			if err := r.waitComplete(ctx, msg, c); err != nil {
+			if err := r.waitComplete(ctx, sp, c); err != nil {
 				return err
 			}
 		}
 	}
-	rec, err := billing.Reconcile(ctx, r.opts(), c)
+	rec, err := sp.completion.Reconcile(ctx)
 	if err != nil {
 		return err
 	}
@@ -157,35 +172,33 @@ func (r *Reconciler) Handle(msg *message.Message) error {
 		return err
 	}
 	r.mu.Lock()
-	delete(r.completions, c.SyncID)
+	delete(r.syncs, c.SyncID)
 	r.mu.Unlock()
 	return nil
 }
 
-// completion returns the sync's Completion, kept from an earlier delivery of the same
-// completion event when there was one.
-func (r *Reconciler) completion(c events.SyncCompleted) *billing.Completion {
+// progress returns the sync's progress, kept from an earlier delivery of the same completion
+// event when there was one.
+func (r *Reconciler) progress(c events.SyncCompleted) *syncProgress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cp, ok := r.completions[c.SyncID]
+	sp, ok := r.syncs[c.SyncID]
 	if !ok {
-		cp = billing.NewCompletion(r.opts(), c)
-		r.completions[c.SyncID] = cp
+		sp = &syncProgress{completion: billing.NewCompletion(r.opts(), c)}
+		r.syncs[c.SyncID] = sp
 	}
-	return cp
+	return sp
 }
 
-// waitComplete polls billing.Complete until the sync is complete, MaxWait passes, the message's
-// deadline nears or the service stops; it keeps the message's AckWait alive meanwhile.
-func (r *Reconciler) waitComplete(ctx context.Context, msg *message.Message, c events.SyncCompleted) error {
+// waitComplete polls the sync's completion until it is complete, MaxWait passes, the message's
+// deadline nears or the service stops.
+func (r *Reconciler) waitComplete(ctx context.Context, sp *syncProgress, c events.SyncCompleted) error {
 	deadline := time.Now().Add(r.o.MaxWait)
 	if d, ok := ctx.Deadline(); ok && d.Add(-reconcileMargin).Before(deadline) {
-		deadline = d.Add(-reconcileMargin) // leave time to reconcile and publish before the handler timeout
+		deadline = d.Add(-reconcileMargin) // leave time to hand the message back before the handler timeout
 	}
-	lastTouch := time.Now()
-	completion := r.completion(c)
 	for {
-		ok, missing, err := completion.Check(ctx)
+		ok, missing, err := sp.completion.Check(ctx)
 		if err != nil {
 			return err
 		}
@@ -195,10 +208,6 @@ func (r *Reconciler) waitComplete(ctx context.Context, msg *message.Message, c e
 		if !time.Now().Add(r.o.Poll).Before(deadline) {
 			r.log.Debug("sync not complete; redelivering later", "account", c.Account, "period", c.Period, "sync", c.SyncID, "missing", missing)
 			return fmt.Errorf("%w: sync %s (%s %s): %s", errIncomplete, c.SyncID, c.Account, c.Period, missing)
-		}
-		if time.Since(lastTouch) > 5*time.Second {
-			_ = bus.InProgress(msg) // restart AckWait; ErrNotJetStream outside a subscriber is fine
-			lastTouch = time.Now()
 		}
 		select {
 		case <-ctx.Done():

@@ -1,11 +1,14 @@
 package publisher
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
 
 	"github.com/ionusage/connector/pkg/billing"
@@ -19,91 +22,146 @@ func reversible(c events.SyncCompleted) bool {
 }
 
 // reverse publishes a reversal revision (zero amounts, FlagReversal) of every record the ledger
-// holds for a customer of c's manifest that none of the manifest's pages produced, and returns
-// how many it published. Call it only once c is Complete, and for a reversible sync.
+// holds for a customer of c's manifest that none of the manifest's pages produced, counting
+// them in sp.reversed. Call it only once c is Complete, and for a reversible sync. It checks
+// one customer after the other and stops, with errIncomplete, when the message's deadline
+// nears; the next delivery goes on from the first customer not checked (sp.checked).
 //
 // It is idempotent: a reversal is a pure function of the held revision and c (event id from
 // record id + revision, as-of = c.FinishedAt), so a redelivered completion republishes the
 // same events (deduplicated, or skipped by the ledger as identical), and once the reversal is
 // the held revision it is not reversed again. A record whose held revision is as new as the
 // sync's end or newer came from a later sync and is left alone.
-func (r *Reconciler) reverse(ctx context.Context, c events.SyncCompleted) (int, error) {
-	sums, err := billing.TransformerSummaries(ctx, r.o.Deps.JS, c.Account, c.Period)
-	if err != nil {
-		return 0, err
+func (r *Reconciler) reverse(ctx context.Context, sp *syncProgress, c events.SyncCompleted) error {
+	customers := c.Manifest.Customers
+	if sp.checked >= len(customers) {
+		return nil
 	}
-	present := map[string]bool{}
+	present, ok, err := r.presentIDs(sp, c)
+	if err != nil || !ok {
+		return err
+	}
+	ledger, err := billing.OpenLedger(ctx, r.o.Deps.JS)
+	if err != nil {
+		return err
+	}
+	load := billing.StreamLoader(r.o.Deps.JS)
+	deadline, hasDeadline := ctx.Deadline()
+	for ; sp.checked < len(customers); sp.checked++ {
+		if hasDeadline && time.Until(deadline) < reconcileMargin {
+			return fmt.Errorf("%w: sync %s (%s %s): reversals: %d of %d customers checked",
+				errIncomplete, c.SyncID, c.Account, c.Period, sp.checked, len(customers))
+		}
+		n, err := r.reverseCustomer(ctx, ledger, load, present, c, customers[sp.checked])
+		sp.reversed += n
+		if err != nil {
+			return err
+		}
+	}
+	sp.present = nil // the pass is done: free the id set
+	return nil
+}
+
+// presentIDs returns the ids of every record the manifest's pages produced, sorted, building
+// them once per sync. ok is false when they are not known (a summary without its record ids):
+// then nothing may be reversed, and the pass is marked done.
+func (r *Reconciler) presentIDs(sp *syncProgress, c events.SyncCompleted) (ids []uuid.UUID, ok bool, err error) {
+	if sp.present != nil {
+		return sp.present, true, nil
+	}
+	sums := sp.completion.Summaries()
+	n := 0
 	for _, id := range c.Manifest.Pages {
 		s, ok := sums[id]
 		if !ok {
-			return 0, fmt.Errorf("reversals of sync %s: page %s has no transformer summary", c.SyncID, id)
+			return nil, false, fmt.Errorf("reversals of sync %s: page %s has no transformer summary", c.SyncID, id)
 		}
 		if !s.Lists() {
 			// An older transformer, or a page above events.MaxSummaryRecordIDs: what the re-read
 			// contains is unknown, so nothing may be reversed.
 			r.log.Warn("sync makes no reversals: a page summary does not list its record ids",
 				"account", c.Account, "period", c.Period, "sync", c.SyncID, "page", id, "good", s.Good.Count, "listed", len(s.RecordIDs))
-			return 0, nil
+			sp.checked = len(c.Manifest.Customers)
+			return nil, false, nil
 		}
-		for _, rid := range s.RecordIDs {
-			present[rid.String()] = true
-		}
+		n += len(s.RecordIDs)
 	}
-	ledger, err := billing.OpenLedger(ctx, r.o.Deps.JS)
+	// A sorted slice, not a map: 16 bytes an id, some 75 MB for five million records.
+	ids = make([]uuid.UUID, 0, n)
+	for _, id := range c.Manifest.Pages {
+		ids = append(ids, sums[id].RecordIDs...)
+	}
+	slices.SortFunc(ids, compareUUID)
+	sp.present = slices.Compact(ids)
+	return sp.present, true, nil
+}
+
+func compareUUID(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
+
+// reverseCustomer publishes the reversals of one customer's partition and returns how many. It
+// reads only the partition's record ids unless one of them is missing from present.
+func (r *Reconciler) reverseCustomer(ctx context.Context, ledger *billing.Ledger, load billing.RecordLoader, present []uuid.UUID, c events.SyncCompleted, cust string) (int, error) {
+	held, err := ledger.RecordIDs(ctx, c.Account, c.Period, cust)
 	if err != nil {
 		return 0, err
 	}
-	load := billing.StreamLoader(r.o.Deps.JS)
-	n := 0
-	for _, cust := range c.Manifest.Customers {
-		p, _, err := ledger.Load(ctx, c.Account, c.Period, cust)
+	isPresent := func(id string) bool {
+		u, err := uuid.Parse(id)
 		if err != nil {
-			return n, err
+			return false
 		}
-		ids := make([]string, 0, len(p.Records))
-		for id := range p.Records {
-			if !present[id] {
-				ids = append(ids, id)
-			}
+		_, found := slices.BinarySearchFunc(present, u, compareUUID)
+		return found
+	}
+	if !slices.ContainsFunc(held, func(id string) bool { return !isPresent(id) }) {
+		return 0, nil // the usual case: the re-read still has every record
+	}
+	p, _, err := ledger.Load(ctx, c.Account, c.Period, cust)
+	if err != nil {
+		return 0, err
+	}
+	ids := make([]string, 0, len(p.Records))
+	for id := range p.Records {
+		if !isPresent(id) {
+			ids = append(ids, id)
 		}
-		slices.Sort(ids)
-		var msgs []*message.Message
-		subject := ""
-		for _, id := range ids {
-			h := p.Records[id]
-			if !h.AsOf.Before(c.FinishedAt) {
-				continue // delivered by a later read than this sync
-			}
-			cur, err := load(ctx, h.StreamSeq)
-			if err != nil {
-				return n, fmt.Errorf("reversal of record %s: %w", id, err)
-			}
-			if cur.RecordID.String() != id || cur.Revision != h.Revision {
-				return n, fmt.Errorf("reversal of record %s: stream seq %d holds %s/%.12s, want revision %.12s",
-					id, h.StreamSeq, cur.RecordID, cur.Revision, h.Revision)
-			}
-			rev, ok := reversalOf(cur, h, c)
-			if !ok {
-				continue
-			}
-			m, err := events.NewMessage(rev.EventMeta(source), rev)
-			if err != nil {
-				return n, err
-			}
-			msgs = append(msgs, m)
-			subject = rev.NATSSubject()
+	}
+	slices.Sort(ids)
+	var msgs []*message.Message
+	subject := ""
+	for _, id := range ids {
+		h := p.Records[id]
+		if !h.AsOf.Before(c.FinishedAt) {
+			continue // delivered by a later read than this sync
 		}
-		if len(msgs) == 0 {
+		cur, err := load(ctx, h.StreamSeq)
+		if err != nil {
+			return 0, fmt.Errorf("reversal of record %s: %w", id, err)
+		}
+		if cur.RecordID.String() != id || cur.Revision != h.Revision {
+			return 0, fmt.Errorf("reversal of record %s: stream seq %d holds %s/%.12s, want revision %.12s",
+				id, h.StreamSeq, cur.RecordID, cur.Revision, h.Revision)
+		}
+		rev, ok := reversalOf(cur, h, c)
+		if !ok {
 			continue
 		}
-		if err := r.pub.PublishCtx(ctx, subject, msgs...); err != nil {
-			return n, fmt.Errorf("publish reversals of %s %s %s: %w", c.Account, c.Period, cust, err)
+		m, err := events.NewMessage(rev.EventMeta(source), rev)
+		if err != nil {
+			return 0, err
 		}
-		n += len(msgs)
-		r.log.Info("reversals published: records no longer in a complete re-read",
-			"account", c.Account, "period", c.Period, "customer", cust, "sync", c.SyncID, "records", len(msgs))
+		msgs = append(msgs, m)
+		subject = rev.NATSSubject()
 	}
-	return n, nil
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	if err := r.pub.PublishCtx(ctx, subject, msgs...); err != nil {
+		return 0, fmt.Errorf("publish reversals of %s %s %s: %w", c.Account, c.Period, cust, err)
+	}
+	r.log.Info("reversals published: records no longer in a complete re-read",
+		"account", c.Account, "period", c.Period, "customer", cust, "sync", c.SyncID, "records", len(msgs))
+	return len(msgs), nil
 }
 
 // reversalOf is the reversal revision of cur (the held revision h): every money amount and

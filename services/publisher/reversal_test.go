@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -235,5 +236,67 @@ func TestReversalOfVanishedRecord(t *testing.T) {
 	}
 	if r, err := billing.LoadReconciliation(context.Background(), h.js, acct, reconPeriod); err != nil || !r.Reconciled || r.SyncID != c4.SyncID {
 		t.Errorf("stored reconciliation %+v, %v", r, err)
+	}
+}
+
+// A reversal pass that the message's deadline cuts short hands the message back saying how far
+// it got, and the next delivery to the same reconciler goes on from there: the record is
+// reversed exactly once and the sync reconciles. At millions of records one delivery is too
+// short for the pass (docs/performance.md).
+func TestReversalPassResumes(t *testing.T) {
+	h := newHarness(t, 0)
+	stop, done := h.start(t, billing.Hooks{})
+	defer func() { stop(); <-done }()
+	t0 := time.Date(2025, 4, 2, 6, 0, 0, 0, time.UTC)
+	a, gone, other := record("c1", 0, "10.5", t0), record("c1", 1, "7.25", t0), record("c2", 0, "3", t0)
+	sums1, c1 := syncOf(1, t0.Add(time.Minute), map[string][]events.UsageRecord{"c1": {a, gone}, "c2": {other}}, nil)
+	if r := h.runSync(t, []events.UsageRecord{a, gone, other}, sums1, c1); !r.Reconciled {
+		t.Fatalf("sync 1 not reconciled: %s", r.Reason)
+	}
+
+	// Sync 2 re-reads everything but gone. Its completion goes straight to a reconciler of our
+	// own, not through the stream, so the running one never sees it.
+	sums2, c2 := syncOf(2, t0.Add(time.Hour), map[string][]events.UsageRecord{"c1": {a}, "c2": {other}}, nil)
+	for _, s := range sums2 {
+		h.publishEvent(t, s.EventMeta("test"), s.NATSSubject(), s, false)
+	}
+	bustest.Eventually(t, 30*time.Second, func() error {
+		if ok, missing, err := billing.Complete(context.Background(), h.reconOpts(), c2); err != nil || !ok {
+			return fmt.Errorf("sync 2 not complete: %s %v", missing, err)
+		}
+		return nil
+	})
+	rec, err := publisher.NewReconciler(publisher.ReconcilerOptions{Deps: h.deps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := events.NewMessage(c2.EventMeta("test"), c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), time.Second) // inside the reconciler's margin
+	defer cancel()
+	msg.SetContext(short)
+	if err := rec.Handle(msg); err == nil || !strings.Contains(err.Error(), "reversals: 0 of 2 customers checked") {
+		t.Fatalf("cut-short delivery: %v, want the pass handed back with its progress", err)
+	}
+	if rs := h.reversals(t); len(rs) != 0 {
+		t.Fatalf("%d reversals before the pass ran", len(rs))
+	}
+	long, cancel2 := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel2()
+	msg.SetContext(long)
+	if err := rec.Handle(msg); err != nil {
+		t.Fatalf("second delivery: %v", err)
+	}
+	if rs := h.reversals(t); len(rs) != 1 || rs[0].RecordID != gone.RecordID {
+		t.Fatalf("reversals %+v, want one of %s", rs, gone.RecordID)
+	}
+	r, err := billing.LoadReconciliation(context.Background(), h.js, acct, reconPeriod)
+	if err != nil || !r.Reconciled || r.SyncID != c2.SyncID {
+		t.Fatalf("stored reconciliation %+v, %v", r, err)
+	}
+	if row, _ := findRow(r, "c1"); !row.Delivered.Equal(a.BilledCost) {
+		t.Errorf("c1 delivered %s, want %s (the reversed record at zero)", row.Delivered, a.BilledCost)
 	}
 }
