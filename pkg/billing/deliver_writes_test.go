@@ -32,8 +32,8 @@ func (e *env) ledgerWrites(t *testing.T) uint64 {
 	return info.State.LastSeq
 }
 
-// A delivery writes its partition once as pending, once per sink but the last, and once to
-// commit; the receipt stays queued until the partition's next write, and the process that
+// A delivery writes its partition's head once as pending, once per sink but the last, and once
+// to commit, after a segment with the delivered records; the receipt stays queued until the partition's next write, and the process that
 // published it does not publish it again.
 func TestDeliveryWritesAndQueuedReceipt(t *testing.T) {
 	e := newEnv(t, billingsim.Options{})
@@ -45,8 +45,8 @@ func TestDeliveryWritesAndQueuedReceipt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := e.ledgerWrites(t) - before; n != 3 {
-		t.Errorf("%d ledger writes for one delivery to two sinks, want 3 (pending, http done, commit)", n)
+	if n := e.ledgerWrites(t) - before; n != 4 {
+		t.Errorf("%d ledger writes for one delivery to two sinks, want 4 (pending, http done, the records' segment, commit)", n)
 	}
 	p, _, err := e.ledger.Load(ctx, acct, period, cust)
 	if err != nil {

@@ -2,10 +2,13 @@ package billing
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -22,23 +25,39 @@ import (
 // the caller reloads and decides again.
 var ErrConflict = errors.New("billing: ledger partition changed concurrently")
 
-// Partition is the ledger value of one account, period and customer: one KV key, so one
-// compare-and-set covers a whole delivery. Field names are short because the value is bounded
-// by the server's max payload (1 MiB by default, roughly 3,000 records per customer and month).
+// Partition is the ledger of one account, period and customer. Its head is one KV key, so one
+// compare-and-set covers a whole delivery; the records live in immutable segments the head
+// names (see Ledger), so a delivery writes its own records, not the customer's whole month,
+// and a partition has no size limit. Field names are short to keep values small.
 type Partition struct {
 	Account  string `json:"account"`
 	Period   string `json:"period"`
 	Customer string `json:"customer"`
 	// Sum is recomputed by every Save and written before the records, so that Sums reads a
 	// partition's totals without decoding its records (readSum).
-	Sum     *Sum            `json:"sum,omitempty"`
-	Records map[string]Held `json:"records"`           // by x_RecordId: the current delivered revision
+	Sum *Sum `json:"sum,omitempty"`
+	// Segments names the segments holding the records, oldest first: KV keys
+	// Key(account, period, customer)+"."+name, each {"records":{…}}; a later one wins.
+	Segments []string `json:"segs,omitempty"`
+	// Records is, once loaded, every record of the partition: by x_RecordId, the current
+	// delivered revision. Stored in the head only by values written before segments existed.
+	// Replace a Held, never change its Sinks map in place: Save finds what to write by
+	// comparing with a shallow copy of what Load returned, and decoded records share maps.
+	Records map[string]Held `json:"records"`
 	Dead    map[string]Dead `json:"dead,omitempty"`    // by x_RecordId: revisions a sink rejected (dead-lettered)
 	Pending *Pending        `json:"pending,omitempty"` // a delivery handed (or about to be handed) to sinks
 	// Receipt is the last committed delivery's receipt, published right after the commit and
 	// cleared by the partition's next write; a process that finds it and did not publish it
 	// publishes it (again: idempotent by delivery id) first.
 	Receipt *events.Delivery `json:"receipt,omitempty"`
+
+	loaded *loadState // what Load read, so that Save writes only what changed
+}
+
+// loadState is what a Partition was loaded as.
+type loadState struct {
+	inline  map[string]Held // the records stored in the head itself (an old value's)
+	records map[string]Held // Records as loaded (a shallow copy)
 }
 
 // Sum is what reconciliation and completion need of a partition: a few bytes instead of up to
@@ -139,6 +158,17 @@ func keyToken(s string) string {
 
 // Ledger is the delivery ledger in the KV bucket "ledger" (History 1: compare-and-set on the
 // latest revision is all we need).
+//
+// A partition is a head (Key) and segments (Key + "." + name). A Save that changes records
+// first writes them, and only them, as a new segment, then compare-and-sets the head naming it;
+// so a delivery of 300 records writes ~70 KB instead of rewriting a customer's whole month
+// (formerly ~350 KB twice per delivery, and capped at ~3,000 records by the 1 MiB value
+// limit). A segment's name is a hash of its bytes and of the head revision it was written
+// against, so two writers never write different bytes under one name. A segment whose head
+// write lost the race stays behind unnamed (harmless). Once a head names maxSegments
+// segments, the next Save compacts: it writes every record again in segments of at most
+// segmentRecords, and deletes the old segments after the head names the new ones; a reader
+// that finds a segment gone reloads the head.
 type Ledger struct {
 	kv jetstream.KeyValue
 }
@@ -152,45 +182,143 @@ func OpenLedger(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 	return &Ledger{kv: kv}, nil
 }
 
-// Load returns a partition and its KV revision; a missing key is an empty partition at revision 0.
+// Segment sizes (see Ledger): a head names at most maxSegments segments before a compaction,
+// and a segment holds at most segmentRecords records (~300 B each with three sinks: well under
+// the 1 MiB value limit).
+const (
+	maxSegments    = 16
+	segmentRecords = 2000
+	maxReloads     = 5 // a segment gone under a reader: reload the head this many times
+)
+
+// errSegmentGone means a head named a segment that a compaction has deleted since: reload.
+var errSegmentGone = errors.New("billing: ledger segment deleted by a compaction")
+
+// Load returns a partition with all its records and its KV revision; a missing key is an empty
+// partition at revision 0.
 func (l *Ledger) Load(ctx context.Context, account, period, customer string) (*Partition, uint64, error) {
-	e, err := l.kv.Get(ctx, Key(account, period, customer))
+	key := Key(account, period, customer)
+	for range maxReloads {
+		e, err := l.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			p := &Partition{Account: account, Period: period, Customer: customer, Records: map[string]Held{}}
+			p.loaded = &loadState{records: map[string]Held{}}
+			return p, 0, nil
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("billing: ledger get: %w", err)
+		}
+		p, err := l.assemble(ctx, key, e.Value())
+		if errors.Is(err, errSegmentGone) {
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		return p, e.Revision(), nil
+	}
+	return nil, 0, fmt.Errorf("billing: ledger %s: %w %d times in a row", key, errSegmentGone, maxReloads)
+}
+
+// assemble decodes a head value and merges its segments into Records.
+func (l *Ledger) assemble(ctx context.Context, key string, head []byte) (*Partition, error) {
+	p, err := decodePartition(head)
+	if err != nil {
+		return nil, err
+	}
+	inline := p.Records
+	if len(p.Segments) > 0 {
+		n := len(inline)
+		if p.Sum != nil {
+			n = max(n, p.Sum.Records+p.Sum.Dead)
+		}
+		p.Records = make(map[string]Held, n)
+		maps.Copy(p.Records, inline)
+		for _, name := range p.Segments {
+			if err := l.segment(ctx, key, name, p.Records); err != nil {
+				return nil, err
+			}
+		}
+	}
+	p.loaded = &loadState{inline: inline, records: maps.Clone(p.Records)}
+	return p, nil
+}
+
+// segment adds one segment's records to recs.
+func (l *Ledger) segment(ctx context.Context, key, name string, recs map[string]Held) error {
+	e, err := l.kv.Get(ctx, key+"."+name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return &Partition{Account: account, Period: period, Customer: customer, Records: map[string]Held{}}, 0, nil
+		return fmt.Errorf("%w: %s.%s", errSegmentGone, key, name)
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("billing: ledger get: %w", err)
+		return fmt.Errorf("billing: ledger get segment %s.%s: %w", key, name, err)
 	}
-	p, err := decodePartition(e.Value())
-	if err != nil {
-		return nil, 0, err
+	if err := decodeSegmentInto(e.Value(), recs); err != nil {
+		return fmt.Errorf("billing: ledger segment %s.%s: %w", key, name, err)
 	}
-	return p, e.Revision(), nil
+	return nil
 }
 
 // RecordIDs returns the ids of the records a partition holds (none when it does not exist),
 // without decoding what it holds for them: the reconciler checks every record of a period
 // against a re-read and loads in full only the partitions with something to reverse.
 func (l *Ledger) RecordIDs(ctx context.Context, account, period, customer string) ([]string, error) {
-	e, err := l.kv.Get(ctx, Key(account, period, customer))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+	key := Key(account, period, customer)
+	for range maxReloads {
+		e, err := l.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("billing: ledger get: %w", err)
+		}
+		ids, segs, ok := recordIDs(e.Value())
+		if !ok {
+			p, err := l.assemble(ctx, key, e.Value())
+			if errors.Is(err, errSegmentGone) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			return slices.Collect(maps.Keys(p.Records)), nil
+		}
+		seen := map[string]bool{}
+		if len(segs) > 0 {
+			for _, id := range ids {
+				seen[id] = true
+			}
+		}
+		gone := false
+		for _, name := range segs {
+			se, err := l.kv.Get(ctx, key+"."+name)
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				gone = true
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("billing: ledger get segment %s.%s: %w", key, name, err)
+			}
+			sids, _, ok := recordIDs(se.Value())
+			if !ok {
+				recs := map[string]Held{}
+				if err := decodeSegmentInto(se.Value(), recs); err != nil {
+					return nil, fmt.Errorf("billing: ledger segment %s.%s: %w", key, name, err)
+				}
+				sids = slices.Collect(maps.Keys(recs))
+			}
+			for _, id := range sids {
+				if !seen[id] { // a record re-delivered later is in two segments
+					seen[id] = true
+					ids = append(ids, id)
+				}
+			}
+		}
+		if !gone {
+			return ids, nil
+		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("billing: ledger get: %w", err)
-	}
-	if ids, ok := recordIDs(e.Value()); ok {
-		return ids, nil
-	}
-	p, err := decodePartition(e.Value())
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, 0, len(p.Records))
-	for id := range p.Records {
-		ids = append(ids, id)
-	}
-	return ids, nil
+	return nil, fmt.Errorf("billing: ledger %s: %w %d times in a row", key, errSegmentGone, maxReloads)
 }
 
 func decodePartition(b []byte) (*Partition, error) {
@@ -207,14 +335,44 @@ func decodePartition(b []byte) (*Partition, error) {
 	return p, nil
 }
 
-// Save writes p if the key is still at rev (0: must not exist) and returns the new revision.
+// Save writes p if its head is still at rev (0: must not exist) and returns the new revision.
+// Records that differ from what Load returned go to a new segment first (see Ledger); a
+// Partition not from Load writes all its records.
 func (l *Ledger) Save(ctx context.Context, p *Partition, rev uint64) (uint64, error) {
-	p.Sum = p.sum()
-	b, err := encodePartition(p)
+	key := Key(p.Account, p.Period, p.Customer)
+	st := p.loaded
+	if st == nil {
+		st = &loadState{}
+	}
+	changed := map[string]Held{}
+	for id, h := range p.Records {
+		if old, ok := st.records[id]; !ok || !sameHeld(old, h) {
+			changed[id] = h
+		}
+	}
+	segs, inline := p.Segments, st.inline
+	var obsolete []string
+	if len(changed) > 0 && (len(segs) >= maxSegments || len(inline) > 0) {
+		// Compact: all records into fresh segments (also moves an old value's records out
+		// of its head).
+		obsolete, segs, inline, changed = segs, nil, nil, p.Records
+	}
+	if len(changed) > 0 {
+		written, err := l.writeSegments(ctx, key, rev, changed)
+		if err != nil {
+			return 0, err
+		}
+		segs = append(slices.Clip(segs), written...)
+	}
+	head := *p
+	head.Sum, head.Segments, head.Records = p.sum(), segs, inline
+	if head.Records == nil {
+		head.Records = map[string]Held{}
+	}
+	b, err := encodePartition(&head)
 	if err != nil {
 		return 0, fmt.Errorf("billing: encode ledger value: %w", err)
 	}
-	key := Key(p.Account, p.Period, p.Customer)
 	var n uint64
 	if rev == 0 {
 		n, err = l.kv.Create(ctx, key, b)
@@ -228,7 +386,52 @@ func (l *Ledger) Save(ctx context.Context, p *Partition, rev uint64) (uint64, er
 		}
 		return 0, fmt.Errorf("billing: ledger write %s: %w", key, err)
 	}
+	p.Sum, p.Segments = head.Sum, segs
+	if p.loaded == nil || obsolete != nil {
+		p.loaded = &loadState{inline: inline, records: maps.Clone(p.Records)}
+	} else {
+		p.loaded.inline = inline
+		maps.Copy(p.loaded.records, changed) // what the next Save compares with: what is stored now
+	}
+	for _, name := range obsolete {
+		// Best effort: the head no longer names it, so a leftover only takes space.
+		_ = l.kv.Delete(ctx, key+"."+name)
+	}
 	return n, nil
+}
+
+// writeSegments writes recs as segments of at most segmentRecords, in record id order, and
+// returns their names.
+func (l *Ledger) writeSegments(ctx context.Context, key string, rev uint64, recs map[string]Held) ([]string, error) {
+	ids := slices.Sorted(maps.Keys(recs))
+	var names []string
+	for chunk := range slices.Chunk(ids, segmentRecords) {
+		part := make(map[string]Held, len(chunk))
+		for _, id := range chunk {
+			part[id] = recs[id]
+		}
+		b, err := encodeSegment(part)
+		if err != nil {
+			return nil, fmt.Errorf("billing: encode ledger segment: %w", err)
+		}
+		h := sha256.New()
+		fmt.Fprintf(h, "%d\n", rev)
+		h.Write(b)
+		name := hex.EncodeToString(h.Sum(nil)[:8])
+		if _, err := l.kv.Put(ctx, key+"."+name, b); err != nil {
+			return nil, fmt.Errorf("billing: ledger write segment %s.%s: %w", key, name, err)
+		}
+		names = append(names, name)
+	}
+	return names, nil
+}
+
+// sameHeld reports whether two held revisions would be stored alike (a decimal is written
+// without trailing zeros, whatever its exponent).
+func sameHeld(a, b Held) bool {
+	return a.Revision == b.Revision && a.Seq == b.Seq && a.AsOf.Equal(b.AsOf) && a.Currency == b.Currency &&
+		a.Billed.Equal(b.Billed) && a.StreamSeq == b.StreamSeq &&
+		maps.Equal(a.Sinks, b.Sinks)
 }
 
 // Partitions returns every partition of an account and period, sorted by customer. It decodes
@@ -236,7 +439,11 @@ func (l *Ledger) Save(ctx context.Context, p *Partition, rev uint64) (uint64, er
 func (l *Ledger) Partitions(ctx context.Context, account, period string) ([]*Partition, error) {
 	var out []*Partition
 	err := l.each(ctx, account, period, func(v []byte) error {
-		p, err := decodePartition(v)
+		head, err := decodePartition(v)
+		if err != nil {
+			return err
+		}
+		p, _, err := l.Load(ctx, account, period, head.Customer)
 		if err == nil {
 			out = append(out, p)
 		}

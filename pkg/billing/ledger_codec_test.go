@@ -28,13 +28,14 @@ func fullPartition() *Partition {
 	p.Pending = &Pending{ID: uuid.NameSpaceX500, Members: []Member{{RecordID: uuid.NameSpaceOID, Revision: "r5", Seq: 1, AsOf: t0, Currency: "EUR", Billed: decimal.RequireFromString("1.5"), StreamSeq: 9}},
 		Done: map[string]events.SinkResult{}, Created: t0}
 	p.Receipt = &events.Delivery{DeliveryID: uuid.NameSpaceURL, Account: p.Account, Customer: p.Customer, Period: p.Period}
+	p.Segments = []string{"00ff00ff00ff00ff", "0100010001000100"}
 	p.Sum = p.sum()
 	return p
 }
 
 func TestEncodePartitionIsJSONMarshal(t *testing.T) {
 	// encodePartition writes Partition's and Held's fields by hand: a new field must be added there.
-	if n := reflect.TypeFor[Partition]().NumField(); n != 8 {
+	if n := reflect.TypeFor[Partition]().NumField(); n != 10 {
 		t.Fatalf("Partition has %d fields; update encodePartition (and this count)", n)
 	}
 	if n := reflect.TypeFor[Held]().NumField(); n != 7 {
@@ -73,7 +74,7 @@ func TestRecordIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, b := range map[string][]byte{"current": v, "legacy": lv, "indented": must(json.MarshalIndent(p, "", "  "))} {
-		got, ok := recordIDs(b)
+		got, _, ok := recordIDs(b)
 		if !ok {
 			t.Fatalf("%s: not parsed", name)
 		}
@@ -92,11 +93,17 @@ func TestRecordIDs(t *testing.T) {
 		"not an object": {`[1]`, 0, false},
 		"cut short":     {`{"records":{"x":{"r":"1"}`, 0, false},
 		"escaped id":    {`{"records":{"\u0078":{}}}`, 0, false},
+		"head":          {`{"account":"a","sum":{"n":3},"segs":["00ff","0100"],"records":{}}`, 0, true},
+		"segment":       {`{"records":{"x":{"r":"1"},"y":{"r":"2"}}}`, 2, true},
+		"bad segs":      {`{"segs":[1],"records":{}}`, 0, false},
 	} {
-		got, ok := recordIDs([]byte(c.v))
+		got, _, ok := recordIDs([]byte(c.v))
 		if ok != c.ok || len(got) != c.want {
 			t.Errorf("%s: %q, %v; want %d ids, %v", name, got, ok, c.want, c.ok)
 		}
+	}
+	if _, segs, _ := recordIDs([]byte(`{"segs":["00ff","0100"],"records":{}}`)); !slices.Equal(segs, []string{"00ff", "0100"}) {
+		t.Errorf("segs %q", segs)
 	}
 }
 

@@ -181,8 +181,11 @@ const (
 	DefaultWorkers         = 4
 	DefaultPublishWorkers  = 2
 	DefaultBatchSize       = 500
-	DefaultBatchWait       = 2 * time.Second
-	DefaultSinkTimeout     = 30 * time.Second
+	// MaxBatchSize bounds publisher.batch_size: a delivery's pending members (~300 B each) are
+	// written in its ledger partition's head, which must stay under the 1 MiB value limit.
+	MaxBatchSize       = 2000
+	DefaultBatchWait   = 2 * time.Second
+	DefaultSinkTimeout = 30 * time.Second
 )
 
 // Backpressure bounds (fetcher.max_backlog, transformer.max_backlog; see bus.Backlog): a few

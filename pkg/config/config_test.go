@@ -210,6 +210,18 @@ func TestConfigMaxBacklog(t *testing.T) {
 	}
 }
 
+// A delivery's pending records are written in one ledger value, so a batch is bounded.
+func TestConfigBatchSizeBound(t *testing.T) {
+	t.Parallel()
+	p := writeConfig(t, fmt.Sprintf("publisher:\n  batch_size: %d\n", MaxBatchSize+1))
+	requireFields(t, validationErrors(t, p, noEnv), "publisher.batch_size")
+	c := Default()
+	c.Publisher.BatchSize = MaxBatchSize
+	if err := c.Validate(); err != nil {
+		t.Errorf("batch_size %d: %v", MaxBatchSize, err)
+	}
+}
+
 func TestConfigTypeErrorsBesideSemanticOnes(t *testing.T) {
 	t.Parallel()
 	p := writeConfig(t, `

@@ -150,6 +150,8 @@ func (c *Config) Validate() error {
 	v.backlog("transformer.max_backlog", c.Transformer.MaxBacklog)
 	if c.Publisher.BatchSize < 1 {
 		v.add("publisher.batch_size", "%d is less than 1", c.Publisher.BatchSize)
+	} else if c.Publisher.BatchSize > MaxBatchSize {
+		v.add("publisher.batch_size", "%d is more than %d (a pending delivery's records must fit in one ledger value)", c.Publisher.BatchSize, MaxBatchSize)
 	}
 	v.positive("publisher.batch_wait", c.Publisher.BatchWait)
 

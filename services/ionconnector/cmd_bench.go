@@ -161,8 +161,9 @@ type benchOptions struct {
 }
 
 // benchShape sizes the sandbox for about n records of one 30-day period: rows ≈ customers × 2
-// × meters × days. A customer holds at most about 1,500 records (25 meters), well inside the
-// ledger partition limit, and small runs still spread over 20 or more customers.
+// × meters × days. A customer holds at most about 1,500 records (25 meters; the shape of every
+// run in docs/performance.md, so figures stay comparable), and small runs still spread over 20 or
+// more customers.
 func benchShape(n, days int) (customers, meters int) {
 	meters = min(25, max(1, n/(2*days*20)))
 	per := 2 * meters * days
