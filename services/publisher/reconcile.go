@@ -78,7 +78,12 @@ type syncProgress struct {
 	checked    int                 // manifest customers checked for reversals
 	reversed   int                 // reversals published
 	present    []uuid.UUID         // the re-read's record ids, sorted, while reversals are checked
+	touched    time.Time           // last delivery: progress untouched for syncProgressTTL is dropped
 }
+
+// syncProgressTTL drops the progress of a sync whose completion has not been delivered for this
+// long (dead-lettered, or reconciled by another replica): deliveries come back within a minute.
+const syncProgressTTL = time.Hour
 
 // NewReconciler checks the options.
 func NewReconciler(o ReconcilerOptions) (*Reconciler, error) {
@@ -182,11 +187,18 @@ func (r *Reconciler) Handle(msg *message.Message) error {
 func (r *Reconciler) progress(c events.SyncCompleted) *syncProgress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := time.Now()
+	for id, sp := range r.syncs {
+		if now.Sub(sp.touched) > syncProgressTTL {
+			delete(r.syncs, id)
+		}
+	}
 	sp, ok := r.syncs[c.SyncID]
 	if !ok {
 		sp = &syncProgress{completion: billing.NewCompletion(r.opts(), c)}
 		r.syncs[c.SyncID] = sp
 	}
+	sp.touched = now
 	return sp
 }
 
