@@ -3,7 +3,6 @@ package billing
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -26,40 +25,23 @@ func AwaitingApproval(ctx context.Context, js jetstream.JetStream, account, peri
 		return nil, fmt.Errorf("billing: read awaiting-approval dead letters of %s: %w", account, err)
 	}
 	defer cons.Delete()
-	for left := cons.Info.NumPending; left > 0; {
-		batch, err := cons.FetchNoWait(1000)
-		if err != nil {
-			return nil, fmt.Errorf("billing: read awaiting-approval dead letters of %s: %w", account, err)
+	_, err = cons.Each(ctx, func(m jetstream.Msg) error {
+		var dl events.DeadLetter
+		var rec events.UsageRecord
+		if json.Unmarshal(m.Data(), &dl) != nil || dl.Reason != bus.ReasonAwaitingApproval || json.Unmarshal(dl.Payload, &rec) != nil {
+			return nil
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			left--
-			if md, err := m.Metadata(); err == nil {
-				left = md.NumPending
-			}
-			var dl events.DeadLetter
-			var rec events.UsageRecord
-			if json.Unmarshal(m.Data(), &dl) != nil || dl.Reason != bus.ReasonAwaitingApproval || json.Unmarshal(dl.Payload, &rec) != nil {
-				continue
-			}
-			if events.PeriodOf(rec.BillingPeriodStart) != period {
-				continue
-			}
-			id := rec.RecordID.String()
-			if old, ok := out[id]; !ok || old.FetchedAt.Before(rec.FetchedAt) {
-				out[id] = rec
-			}
+		if events.PeriodOf(rec.BillingPeriodStart) != period {
+			return nil
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, fmt.Errorf("billing: read awaiting-approval dead letters of %s: %w", account, err)
+		id := rec.RecordID.String()
+		if old, ok := out[id]; !ok || old.FetchedAt.Before(rec.FetchedAt) {
+			out[id] = rec
 		}
-		if n == 0 {
-			break // purged meanwhile
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("billing: read awaiting-approval dead letters of %s: %w", account, err)
 	}
 	return out, nil
 }

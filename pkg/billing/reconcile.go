@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 
@@ -158,49 +159,23 @@ func readTransformerSummaries(ctx context.Context, js jetstream.JetStream, accou
 		return from, fmt.Errorf("billing: read summaries of %s: %w", account, err)
 	}
 	defer cons.Delete()
-	if cons.Info.NumPending == 0 {
-		return from, nil
-	}
-	seq := from
-	for {
-		batch, err := cons.FetchNoWait(1000)
-		if err != nil {
-			return seq, fmt.Errorf("billing: read summaries of %s: %w", account, err)
+	seq, err := cons.Each(ctx, func(m jetstream.Msg) error {
+		if m.Headers().Get(events.HeaderType) != events.TypePageSummary {
+			return nil
 		}
-		n, last := 0, false
-		for m := range batch.Messages() {
-			n++
-			if md, err := m.Metadata(); err == nil {
-				seq = md.Sequence.Stream
-				if md.NumPending == 0 {
-					last = true
-				}
-			}
-			if m.Headers().Get(events.HeaderType) != events.TypePageSummary {
-				continue
-			}
-			var s events.PageSummary
-			if err := json.Unmarshal(m.Data(), &s); err != nil {
-				continue // the transformer only publishes valid summaries; never trust a stray body
-			}
-			if s.Stage != events.StageTransformer || s.Period != period {
-				continue
-			}
+		var s events.PageSummary
+		if err := json.Unmarshal(m.Data(), &s); err != nil {
+			return nil // the transformer only publishes valid summaries; never trust a stray body
+		}
+		if s.Stage == events.StageTransformer && s.Period == period {
 			out[s.PageID] = s // stream order: a later summary of the same page wins
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return seq, fmt.Errorf("billing: read summaries of %s: %w", account, err)
-		}
-		if last {
-			return seq, nil
-		}
-		if n == 0 {
-			return seq, fmt.Errorf("billing: read summaries of %s: stream stopped before its end", account)
-		}
-		if err := ctx.Err(); err != nil {
-			return seq, err
-		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("billing: read summaries of %s: %w", account, err)
 	}
+	return max(seq, from), err
 }
 
 // Reader is a short-lived consumer that reads a stream's messages of one filter from the
@@ -215,6 +190,53 @@ type Reader struct {
 
 // Delete removes the consumer from the server.
 func (r *Reader) Delete() { r.del() }
+
+// readMaxWait bounds one fetch of Each.
+const readMaxWait = 2 * time.Second
+
+// Each hands fn every message on the Reader's filter, in stream order, until it has read all
+// there are (those published meanwhile included), and returns the stream sequence of the last
+// one (0 for none). It stops at fn's first error or when ctx ends; what fn saw stays seen.
+//
+// An empty fetch does not mean the end: with a sparse filter over a long stream (page summaries
+// among millions of records) the server walks many blocks before the next match, and a no-wait
+// fetch then comes back empty long before the end. Only the consumer's own count of what is left
+// ends the read.
+func (r *Reader) Each(ctx context.Context, fn func(jetstream.Msg) error) (uint64, error) {
+	var last uint64
+	left := r.Info.NumPending
+	for left > 0 {
+		if err := ctx.Err(); err != nil {
+			return last, err
+		}
+		// Ask for no more than what is left: a fetch of a fuller batch waits out its MaxWait.
+		batch, err := r.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(readMaxWait))
+		if err != nil {
+			return last, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			if md, err := m.Metadata(); err == nil {
+				last, left = md.Sequence.Stream, md.NumPending
+			}
+			if err := fn(m); err != nil {
+				return last, err
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return last, err
+		}
+		if n == 0 {
+			info, err := r.Consumer.Info(ctx)
+			if err != nil {
+				return last, err
+			}
+			left = info.NumPending // 0: purged meanwhile
+		}
+	}
+	return last, nil
+}
 
 // ReadConsumer creates a Reader of stream's messages on filter.
 func ReadConsumer(ctx context.Context, js jetstream.JetStream, stream, filter string) (*Reader, error) {

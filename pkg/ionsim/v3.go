@@ -208,7 +208,7 @@ func (d *dataset) subscriptions() []map[string]any {
 			m["subscriptionBillingType"] = "usage"
 			out = append(out, m)
 		}
-		for _, it := range c.items {
+		for _, it := range d.items(c) {
 			if it.kind != kindLicence {
 				continue
 			}

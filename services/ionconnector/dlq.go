@@ -115,37 +115,10 @@ func scanStream(ctx context.Context, js jetstream.JetStream, stream, filter stri
 		return fmt.Errorf("read %s %s: %w", stream, filter, err)
 	}
 	defer cons.Delete()
-	left := cons.Info.NumPending
-	if left == 0 {
-		return nil
+	if _, err := cons.Each(ctx, fn); err != nil {
+		return fmt.Errorf("read %s %s: %w", stream, filter, err)
 	}
-	for {
-		// Ask for no more than what is left: a Fetch of a fuller batch than the stream holds
-		// waits out its whole MaxWait (2 s per scan, several per command).
-		batch, err := cons.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return fmt.Errorf("read %s %s: %w", stream, filter, err)
-		}
-		n, last := 0, false
-		for m := range batch.Messages() {
-			n++
-			if md, err := m.Metadata(); err == nil {
-				left, last = md.NumPending, md.NumPending == 0
-			}
-			if err := fn(m); err != nil {
-				return err
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("read %s %s: %w", stream, filter, err)
-		}
-		if last || n == 0 {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
+	return nil
 }
 
 // redriveResult is what one redrive did.
