@@ -3,7 +3,6 @@ package billing
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -144,16 +143,7 @@ type Pending struct {
 // Key is the KV key of a partition: "<account>.<period>.<customer>". Tokens that are not
 // KV-safe are written as "=" + base64url, which no plain token can start with.
 func Key(account, period, customer string) string {
-	return keyToken(account) + "." + period + "." + keyToken(customer)
-}
-
-func keyToken(s string) string {
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
-		}
-	}
-	return s
+	return bus.KVToken(account) + "." + period + "." + bus.KVToken(customer)
 }
 
 // Ledger is the delivery ledger in the KV bucket "ledger" (History 1: compare-and-set on the
@@ -482,7 +472,7 @@ func (l *Ledger) Sums(ctx context.Context, account, period string) ([]PartitionS
 
 // each calls fn with the value of every partition of an account and period.
 func (l *Ledger) each(ctx context.Context, account, period string, fn func([]byte) error) error {
-	lister, err := l.kv.ListKeysFiltered(ctx, keyToken(account)+"."+period+".*")
+	lister, err := l.kv.ListKeysFiltered(ctx, bus.KVToken(account)+"."+period+".*")
 	if err != nil {
 		return fmt.Errorf("billing: list ledger keys: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ionusage/connector/pkg/bus"
 	"github.com/ionusage/connector/pkg/events"
+	"github.com/ionusage/connector/pkg/summaries"
 )
 
 // DefaultPublisherDurable is the publisher's durable on USAGE, whose backlog Complete checks.
@@ -55,17 +56,25 @@ func (o *ReconcileOptions) defaults() error {
 // delivery. When it is not complete, missing says what is still outstanding. A failed sync is
 // complete at once: it is never reconciled, so there is nothing to wait for.
 func Complete(ctx context.Context, o ReconcileOptions, c events.SyncCompleted) (bool, string, error) {
-	return NewCompletion(o, c).Check(ctx)
+	cp := NewCompletion(o, c)
+	cp.lacking = 2 // one look: pages the index lacks are looked for in USAGE at once
+	return cp.Check(ctx)
 }
 
 // Completion is Complete for a caller that polls: each Check reads only the page summaries
-// published since the previous one, rather than rescanning the USAGE stream (which, at a million
-// records, means decompressing every block of it on each poll).
+// indexed since the previous one (package summaries), never the USAGE stream they are published
+// in unless the index lacks a page (see pageSummaries).
 type Completion struct {
 	o    ReconcileOptions
 	c    events.SyncCompleted
-	seq  uint64 // USAGE stream sequence read up to
+	idx  *summaries.Index
+	rev  uint64 // summaries index revision read up to
+	seq  uint64 // USAGE stream sequence read up to, once the index lacked pages
 	sums map[uuid.UUID]events.PageSummary
+	// lacking counts the checks in a row that found pages missing from the index with the
+	// publisher idle: at 2 (not 1, so a summary published but not yet indexed is not taken
+	// for a missing one) the pages are looked for in USAGE.
+	lacking int
 }
 
 // NewCompletion starts following the completion of c.
@@ -82,15 +91,31 @@ func (cp *Completion) Check(ctx context.Context) (bool, string, error) {
 	if c.Status != events.SyncSucceeded {
 		return true, "", nil
 	}
-	// What was read stays read, even when the scan stops early (the caller's deadline): the
+	if cp.idx == nil {
+		idx, err := summaries.Open(ctx, o.JS)
+		if err != nil {
+			return false, "", err
+		}
+		cp.idx = idx
+	}
+	// What was read stays read, even when a read stops early (the caller's deadline): the
 	// next Check continues from there.
-	seq, err := readTransformerSummaries(ctx, o.JS, c.Account, c.Period, cp.seq, cp.sums)
-	cp.seq = seq
+	rev, err := cp.idx.Read(ctx, c.Account, c.Period, cp.rev, cp.sums)
+	cp.rev = rev
 	if err != nil {
 		return false, "", err
 	}
+	n := missingPages(c.Manifest.Pages, cp.sums)
+	if n > 0 && cp.lacking >= 2 {
+		seq, err := summariesFromStream(ctx, o.JS, c.Account, c.Period, cp.seq, c.Manifest.Pages, cp.sums)
+		cp.seq = seq
+		if err != nil {
+			return false, "", err
+		}
+		n = missingPages(c.Manifest.Pages, cp.sums)
+	}
 	var missing []string
-	if n := missingPages(c.Manifest.Pages, cp.sums); n > 0 {
+	if n > 0 {
 		missing = append(missing, fmt.Sprintf("%d of %d pages have no transformer summary", n, len(c.Manifest.Pages)))
 	}
 	cons, err := o.JS.Consumer(ctx, events.StreamUsage, o.PublisherDurable)
@@ -100,6 +125,11 @@ func (cp *Completion) Check(ctx context.Context) (bool, string, error) {
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return false, "", fmt.Errorf("billing: publisher durable %s: %w", o.PublisherDurable, err)
+	}
+	if n > 0 && info.NumPending == 0 && info.NumAckPending == 0 {
+		cp.lacking++
+	} else {
+		cp.lacking = 0
 	}
 	if info.NumPending > 0 || info.NumAckPending > 0 {
 		// Not complete whatever the ledger says: spare reading every partition of the period.
@@ -141,18 +171,50 @@ func missingPages(pages []uuid.UUID, sums map[uuid.UUID]events.PageSummary) int 
 	return n
 }
 
-// TransformerSummaries reads the transformer's page summaries of an account and period from
-// the USAGE stream (usage.v1.summary.<account>), the latest per page id.
-func TransformerSummaries(ctx context.Context, js jetstream.JetStream, account, period string) (map[uuid.UUID]events.PageSummary, error) {
+// TransformerSummaries returns the latest transformer summary of each of pages (an account's and
+// period's) that has one: from the index (package summaries), and from the USAGE stream for
+// pages the index lacks.
+func TransformerSummaries(ctx context.Context, js jetstream.JetStream, account, period string, pages []uuid.UUID) (map[uuid.UUID]events.PageSummary, error) {
 	out := map[uuid.UUID]events.PageSummary{}
-	if _, err := readTransformerSummaries(ctx, js, account, period, 0, out); err != nil {
+	idx, err := summaries.Open(ctx, js)
+	if err != nil {
 		return nil, err
+	}
+	if _, err := idx.Read(ctx, account, period, 0, out); err != nil {
+		return nil, err
+	}
+	if missingPages(pages, out) > 0 {
+		if _, err := summariesFromStream(ctx, js, account, period, 0, pages, out); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
 
-// readTransformerSummaries adds to out the summaries after stream sequence from and returns the
-// sequence read up to, also with an error: out holds everything up to it.
+// summariesFromStream adds to out the latest summary in USAGE after stream sequence from of
+// each of pages that out lacks, and returns the sequence read up to, also with an error. It
+// walks every block of the stream after from: the index (package summaries) is the way in;
+// this is for summaries published before it existed, or by a transformer that stopped between
+// the event and the index.
+func summariesFromStream(ctx context.Context, js jetstream.JetStream, account, period string, from uint64, pages []uuid.UUID, out map[uuid.UUID]events.PageSummary) (uint64, error) {
+	want := map[uuid.UUID]bool{}
+	for _, id := range pages {
+		if _, ok := out[id]; !ok {
+			want[id] = true
+		}
+	}
+	found := map[uuid.UUID]events.PageSummary{}
+	seq, err := readTransformerSummaries(ctx, js, account, period, from, found)
+	for id, s := range found {
+		if want[id] {
+			out[id] = s
+		}
+	}
+	return seq, err
+}
+
+// readTransformerSummaries adds to out the summaries in USAGE after stream sequence from and
+// returns the sequence read up to, also with an error: out holds everything up to it.
 func readTransformerSummaries(ctx context.Context, js jetstream.JetStream, account, period string, from uint64, out map[uuid.UUID]events.PageSummary) (uint64, error) {
 	cons, err := readConsumerFrom(ctx, js, events.StreamUsage, events.PageSummarySubject(account), from+1)
 	if err != nil {
@@ -301,7 +363,7 @@ func Reconcile(ctx context.Context, o ReconcileOptions, c events.SyncCompleted) 
 	var sums map[uuid.UUID]events.PageSummary
 	if c.Status == events.SyncSucceeded {
 		var err error
-		if sums, err = TransformerSummaries(ctx, o.JS, c.Account, c.Period); err != nil {
+		if sums, err = TransformerSummaries(ctx, o.JS, c.Account, c.Period, c.Manifest.Pages); err != nil {
 			return events.Reconciliation{}, err
 		}
 	}
@@ -460,7 +522,7 @@ var ErrNoReconciliation = errors.New("billing: no reconciliation stored")
 // ReconciliationKey is the key of the latest reconciliation of an account and period in the
 // "periods" KV bucket: "recon.<account>.<period>".
 func ReconciliationKey(account, period string) string {
-	return "recon." + keyToken(account) + "." + period
+	return "recon." + bus.KVToken(account) + "." + period
 }
 
 // StoreReconciliation keeps r as the latest reconciliation of its account and period

@@ -20,6 +20,7 @@ const (
 	BucketLeases     = "leases"         // token-refresh and sync leases; expire if the holder dies
 	BucketLedger     = "ledger"         // delivery ledger, updated by compare-and-set
 	BucketPeriods    = "periods"        // period state: pinned source mode, closed flag
+	BucketSummaries  = "summaries"      // the transformer's page summaries, the reconciler's index of them
 	ObjectRawBodies  = "ion_raw_bodies" // raw Ion bodies larger than a message, named by SHA-256
 )
 
@@ -284,6 +285,8 @@ func (t Topology) kvConfigs() []jetstream.KeyValueConfig {
 		kv(BucketLeases, "leases; expire when the holder dies", 1, LeaseTTL),
 		kv(BucketLedger, "delivery ledger (compare-and-set)", 1, 0),
 		kv(BucketPeriods, "billing period state", 5, 0),
+		// As long as USAGE keeps the summaries it indexes.
+		kv(BucketSummaries, "transformer page summaries by account, period and page", 1, t.MaxAge),
 	}
 }
 

@@ -8,7 +8,6 @@ package pause
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,7 +33,7 @@ type Info struct {
 func Key(account string) string { return "paused." + account }
 
 // heldPrefix is where parked messages of an account live.
-func heldPrefix(account string) string { return "held." + keyToken(account) + "." }
+func heldPrefix(account string) string { return "held." + bus.KVToken(account) + "." }
 
 // Held is one parked message: enough to publish it again as it was.
 type Held struct {
@@ -199,14 +198,4 @@ func Resume(ctx context.Context, kv jetstream.KeyValue, pub Publisher, account s
 		n++
 	}
 	return n, wasPaused, nil
-}
-
-// keyToken keeps an account id usable as one KV key token.
-func keyToken(s string) string {
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
-		}
-	}
-	return s
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/ionusage/connector/pkg/bus/bustest"
 	"github.com/ionusage/connector/pkg/events"
 	"github.com/ionusage/connector/pkg/events/schematest"
+	"github.com/ionusage/connector/pkg/summaries"
 	"github.com/ionusage/connector/services/publisher"
 )
 
@@ -84,6 +85,25 @@ func (h *harness) publishEvent(t *testing.T, meta events.Meta, subject string, v
 		m.UUID = uuid.NewString() // as a redelivery after the duplicate window
 	}
 	if err := h.pub.Publish(subject, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publishSummary publishes a transformer page summary and indexes it, as the transformer does.
+// (TestReconcileCompletedSync publishes its summaries without indexing them: a summary from
+// before the index, found in USAGE.)
+func (h *harness) publishSummary(t *testing.T, s events.PageSummary) {
+	t.Helper()
+	h.publishEvent(t, s.EventMeta("test"), s.NATSSubject(), s, false)
+	idx, err := summaries.Open(context.Background(), h.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idx.Put(context.Background(), s, body); err != nil {
 		t.Fatal(err)
 	}
 }

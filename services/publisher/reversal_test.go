@@ -62,7 +62,7 @@ func (h *harness) runSync(t *testing.T, recs []events.UsageRecord, sums []events
 	t.Helper()
 	h.publish(t, false, recs...)
 	for _, s := range sums {
-		h.publishEvent(t, s.EventMeta("test"), s.NATSSubject(), s, false)
+		h.publishSummary(t, s)
 	}
 	h.publishEvent(t, c.EventMeta("test"), c.NATSSubject(), c, false)
 	return h.waitReconciliation(t, c.SyncID)
@@ -258,7 +258,7 @@ func TestReversalPassResumes(t *testing.T) {
 	// own, not through the stream, so the running one never sees it.
 	sums2, c2 := syncOf(2, t0.Add(time.Hour), map[string][]events.UsageRecord{"c1": {a}, "c2": {other}}, nil)
 	for _, s := range sums2 {
-		h.publishEvent(t, s.EventMeta("test"), s.NATSSubject(), s, false)
+		h.publishSummary(t, s)
 	}
 	bustest.Eventually(t, 30*time.Second, func() error {
 		if ok, missing, err := billing.Complete(context.Background(), h.reconOpts(), c2); err != nil || !ok {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/ionusage/connector/pkg/events/schematest"
 	"github.com/ionusage/connector/pkg/ionsim"
 	"github.com/ionusage/connector/pkg/service"
+	"github.com/ionusage/connector/pkg/summaries"
 	"github.com/ionusage/connector/pkg/usage"
 )
 
@@ -127,7 +129,7 @@ func TestIntegrationMonthReconcilesAndReplays(t *testing.T) {
 	usageMsgs := readAll(ctx, t, js, events.StreamUsage)
 	dlqMsgs := readAll(ctx, t, js, events.StreamDLQ)
 	got := map[string]decimal.Decimal{} // customer|currency
-	records, summaries := 0, 0
+	records, nSummaries := 0, 0
 	ids := map[string]bool{}
 	for _, m := range usageMsgs {
 		typ := m.Headers().Get(events.HeaderType)
@@ -149,7 +151,7 @@ func TestIntegrationMonthReconcilesAndReplays(t *testing.T) {
 			k := r.IonCustomerID + "|" + r.BillingCurrency
 			got[k] = got[k].Add(r.BilledCost)
 		case events.TypePageSummary:
-			summaries++
+			nSummaries++
 		}
 	}
 	for _, m := range dlqMsgs {
@@ -164,8 +166,17 @@ func TestIntegrationMonthReconcilesAndReplays(t *testing.T) {
 		k := l.Get(usage.ColCustomerID) + "|" + strings.ToUpper(l.Get(usage.ColInvoiceCurrency))
 		got[k] = got[k].Add(decimal.RequireFromString(l.Get(usage.ColSellerCostInvoice)))
 	}
-	if summaries != pages || records == 0 {
-		t.Fatalf("%d summaries for %d pages, %d records", summaries, pages, records)
+	if nSummaries != pages || records == 0 {
+		t.Fatalf("%d summaries for %d pages, %d records", nSummaries, pages, records)
+	}
+	// Every summary is also indexed, where the reconciler reads it.
+	idx, err := summaries.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	indexed := map[uuid.UUID]events.PageSummary{}
+	if _, err := idx.Read(ctx, sb.account, period, 0, indexed); err != nil || len(indexed) != pages {
+		t.Fatalf("%d summaries indexed for %d pages (%v)", len(indexed), pages, err)
 	}
 
 	// Ion's own control totals: grouped by customer and currency only, so Ion does the adding.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -20,6 +21,7 @@ import (
 	"github.com/ionusage/connector/pkg/events"
 	"github.com/ionusage/connector/pkg/ion"
 	"github.com/ionusage/connector/pkg/service"
+	"github.com/ionusage/connector/pkg/summaries"
 	"github.com/ionusage/connector/pkg/usage"
 )
 
@@ -100,6 +102,9 @@ type Transformer struct {
 	opts     Options
 	charges  usage.ChargeTable
 	accounts map[string]config.Account
+
+	mu  sync.Mutex
+	idx *summaries.Index // opened on first use
 }
 
 // New returns a Transformer.
@@ -177,8 +182,8 @@ func (t *Transformer) Handle(msg *message.Message) error {
 			return fmt.Errorf("%w: %w", errPublish, err)
 		}
 	}
-	if err := t.opts.Publisher.PublishCtx(ctx, out.Summary.NATSSubject(), out.SummaryM); err != nil {
-		return fmt.Errorf("%w: summary: %w", errPublish, err)
+	if err := t.publishSummaryMsg(ctx, out.Summary, out.SummaryM); err != nil {
+		return err
 	}
 	log.Debug("page transformed", "lines", len(out.Decoded.Lines), "records", len(out.Records),
 		"held", len(out.Held), "bad", len(out.Bad), "subtotals_skipped", out.Decoded.Subtotals)
@@ -199,7 +204,33 @@ func (t *Transformer) publishSummary(ctx context.Context, s events.PageSummary) 
 	if err != nil {
 		return err
 	}
-	return t.opts.Publisher.PublishCtx(ctx, s.NATSSubject(), m)
+	return t.publishSummaryMsg(ctx, s, m)
+}
+
+// publishSummaryMsg publishes a page's summary event, then indexes it (package summaries): an
+// error from either retries the page, which republishes the same event (deduplicated).
+func (t *Transformer) publishSummaryMsg(ctx context.Context, s events.PageSummary, m *message.Message) error {
+	if err := t.opts.Publisher.PublishCtx(ctx, s.NATSSubject(), m); err != nil {
+		return fmt.Errorf("%w: summary: %w", errPublish, err)
+	}
+	idx, err := t.index(ctx)
+	if err != nil {
+		return err
+	}
+	return idx.Put(ctx, s, m.Payload)
+}
+
+func (t *Transformer) index(ctx context.Context) (*summaries.Index, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.idx == nil {
+		idx, err := summaries.Open(ctx, t.opts.JS)
+		if err != nil {
+			return nil, err
+		}
+		t.idx = idx
+	}
+	return t.idx, nil
 }
 
 // readBody returns the page's body, inline or from the object store; a stored body must match
