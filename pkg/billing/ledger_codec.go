@@ -217,38 +217,53 @@ func decodeRecords(v []byte, i int, recs map[string]Held) (map[string]Held, int,
 		recs = make(map[string]Held, bytes.Count(v[i:], []byte(`"r":`)))
 	}
 	var shared decodeShared
-	var ok bool
+	end, ok := eachMember(v, i, func(id string, j int) (int, bool) {
+		h, end, ok := decodeHeld(v, j, &shared)
+		if ok {
+			recs[id] = h
+		}
+		return end, ok
+	})
+	if !ok {
+		return nil, 0, false
+	}
+	return recs, end, true
+}
+
+// eachMember calls fn with the key and the value's index of every member of the object at v[i]
+// (escape-free keys only); fn returns the index after the value. It returns the index after the
+// object; ok is false for anything else than such an object.
+func eachMember(v []byte, i int, fn func(key string, j int) (end int, ok bool)) (end int, ok bool) {
+	if i >= len(v) || v[i] != '{' {
+		return 0, false
+	}
 	i = jsonwire.SkipSpace(v, i+1)
 	if i < len(v) && v[i] == '}' {
-		return recs, i + 1, true
+		return i + 1, true
 	}
 	for i < len(v) {
-		var id string
-		if id, i, ok = rawText(v, i); !ok {
-			return nil, 0, false
+		var key string
+		if key, i, ok = rawText(v, i); !ok {
+			return 0, false
 		}
 		if i = jsonwire.SkipSpace(v, i); i >= len(v) || v[i] != ':' {
-			return nil, 0, false
+			return 0, false
 		}
-		var h Held
-		if h, i, ok = decodeHeld(v, jsonwire.SkipSpace(v, i+1), &shared); !ok {
-			return nil, 0, false
+		if i, ok = fn(key, jsonwire.SkipSpace(v, i+1)); !ok || i < 0 {
+			return 0, false
 		}
-		recs[id] = h
-		i = jsonwire.SkipSpace(v, i)
-		if i >= len(v) {
-			return nil, 0, false
-		}
-		switch v[i] {
-		case ',':
+		switch i = jsonwire.SkipSpace(v, i); {
+		case i >= len(v):
+			return 0, false
+		case v[i] == ',':
 			i = jsonwire.SkipSpace(v, i+1)
-		case '}':
-			return recs, i + 1, true
+		case v[i] == '}':
+			return i + 1, true
 		default:
-			return nil, 0, false
+			return 0, false
 		}
 	}
-	return nil, 0, false
+	return 0, false
 }
 
 // decodeShared is what decodeRecords has decoded so far for later records to share: the sinks
@@ -588,36 +603,14 @@ func recordKeys(v []byte, i int) (ids []string, end int, ok bool) {
 	if bytes.HasPrefix(v[i:], []byte("null")) {
 		return nil, i + 4, true
 	}
-	if i >= len(v) || v[i] != '{' {
+	ids = make([]string, 0, bytes.Count(v[i:], []byte(`"r":`)))
+	end, ok = eachMember(v, i, func(id string, j int) (int, bool) {
+		ids = append(ids, id)
+		j = skipValue(v, j)
+		return j, j >= 0
+	})
+	if !ok {
 		return nil, 0, false
 	}
-	ids = make([]string, 0, bytes.Count(v[i:], []byte(`"r":`)))
-	i = jsonwire.SkipSpace(v, i+1)
-	if i < len(v) && v[i] == '}' {
-		return ids, i + 1, true
-	}
-	for i < len(v) {
-		var id string
-		if id, i, ok = rawText(v, i); !ok {
-			return nil, 0, false
-		}
-		if i = jsonwire.SkipSpace(v, i); i >= len(v) || v[i] != ':' {
-			return nil, 0, false
-		}
-		if i = skipValue(v, jsonwire.SkipSpace(v, i+1)); i < 0 {
-			return nil, 0, false
-		}
-		ids = append(ids, id)
-		switch i = jsonwire.SkipSpace(v, i); {
-		case i >= len(v):
-			return nil, 0, false
-		case v[i] == ',':
-			i = jsonwire.SkipSpace(v, i+1)
-		case v[i] == '}':
-			return ids, i + 1, true
-		default:
-			return nil, 0, false
-		}
-	}
-	return nil, 0, false
+	return ids, end, true
 }
