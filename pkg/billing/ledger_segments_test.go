@@ -18,7 +18,7 @@ import (
 	"github.com/ionusage/connector/pkg/events"
 )
 
-func newTestLedger(t *testing.T) (*Ledger, jetstream.KeyValue) {
+func newTestLedger(t testing.TB) (*Ledger, jetstream.KeyValue) {
 	t.Helper()
 	ctx := context.Background()
 	_, nc := bustest.StartServer(t)
@@ -226,18 +226,7 @@ func TestLedgerOldValue(t *testing.T) {
 // against a real server: load, write 300 members as pending, commit them as held records.
 func BenchmarkLedgerDelivery(b *testing.B) {
 	ctx := context.Background()
-	_, nc := bustest.StartServer(b)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := bus.Provision(ctx, js, bus.Topology{Logger: slog.New(slog.DiscardHandler)}); err != nil {
-		b.Fatal(err)
-	}
-	l, err := OpenLedger(ctx, js)
-	if err != nil {
-		b.Fatal(err)
-	}
+	l, _ := newTestLedger(b)
 	for r := range 5 {
 		p, rev, err := l.Load(ctx, "acct", "2025-04", "c")
 		if err != nil {
