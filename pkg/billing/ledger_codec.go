@@ -217,7 +217,7 @@ func decodeRecords(v []byte, i int, recs map[string]Held) (map[string]Held, int,
 		recs = make(map[string]Held, bytes.Count(v[i:], []byte(`"r":`)))
 	}
 	var shared decodeShared
-	end, ok := eachMember(v, i, func(id string, j int) (int, bool) {
+	end, ok := jsonwire.Members(v, i, rawText, func(id string, j int) (int, bool) {
 		h, end, ok := decodeHeld(v, j, &shared)
 		if ok {
 			recs[id] = h
@@ -228,42 +228,6 @@ func decodeRecords(v []byte, i int, recs map[string]Held) (map[string]Held, int,
 		return nil, 0, false
 	}
 	return recs, end, true
-}
-
-// eachMember calls fn with the key and the value's index of every member of the object at v[i]
-// (escape-free keys only); fn returns the index after the value. It returns the index after the
-// object; ok is false for anything else than such an object.
-func eachMember(v []byte, i int, fn func(key string, j int) (end int, ok bool)) (end int, ok bool) {
-	if i >= len(v) || v[i] != '{' {
-		return 0, false
-	}
-	i = jsonwire.SkipSpace(v, i+1)
-	if i < len(v) && v[i] == '}' {
-		return i + 1, true
-	}
-	for i < len(v) {
-		var key string
-		if key, i, ok = rawText(v, i); !ok {
-			return 0, false
-		}
-		if i = jsonwire.SkipSpace(v, i); i >= len(v) || v[i] != ':' {
-			return 0, false
-		}
-		if i, ok = fn(key, jsonwire.SkipSpace(v, i+1)); !ok || i < 0 {
-			return 0, false
-		}
-		switch i = jsonwire.SkipSpace(v, i); {
-		case i >= len(v):
-			return 0, false
-		case v[i] == ',':
-			i = jsonwire.SkipSpace(v, i+1)
-		case v[i] == '}':
-			return i + 1, true
-		default:
-			return 0, false
-		}
-	}
-	return 0, false
 }
 
 // decodeShared is what decodeRecords has decoded so far for later records to share: the sinks
@@ -277,23 +241,9 @@ type decodeShared struct {
 // decodeHeld parses one Held object at v[i:]: its values go through the same UnmarshalJSON
 // methods encoding/json would call.
 func decodeHeld(v []byte, i int, shared *decodeShared) (h Held, end int, ok bool) {
-	if i >= len(v) || v[i] != '{' {
-		return h, 0, false
-	}
-	i = jsonwire.SkipSpace(v, i+1)
-	if i < len(v) && v[i] == '}' {
-		return h, i + 1, true
-	}
-	for i < len(v) {
-		var key string
-		if key, i, ok = rawText(v, i); !ok {
-			return h, 0, false
-		}
-		if i = jsonwire.SkipSpace(v, i); i >= len(v) || v[i] != ':' {
-			return h, 0, false
-		}
-		i = jsonwire.SkipSpace(v, i+1)
+	end, ok = jsonwire.Members(v, i, rawText, func(key string, i int) (int, bool) {
 		var err error
+		ok := true
 		switch key {
 		case "r":
 			h.Revision, i, ok = rawText(v, i)
@@ -324,7 +274,7 @@ func decodeHeld(v []byte, i int, shared *decodeShared) (h Held, end int, ok bool
 		case "s":
 			start, end := i, skipValue(v, i)
 			if end < 0 {
-				return h, 0, false
+				return 0, false
 			}
 			if m, seen := shared.sinks[string(v[start:end])]; seen {
 				h.Sinks, i = m, end
@@ -335,25 +285,11 @@ func decodeHeld(v []byte, i int, shared *decodeShared) (h Held, end int, ok bool
 				shared.sinks[string(v[start:end])] = h.Sinks
 			}
 		default:
-			return h, 0, false
+			return 0, false
 		}
-		if !ok || err != nil || i < 0 {
-			return h, 0, false
-		}
-		i = jsonwire.SkipSpace(v, i)
-		if i >= len(v) {
-			return h, 0, false
-		}
-		switch v[i] {
-		case ',':
-			i = jsonwire.SkipSpace(v, i+1)
-		case '}':
-			return h, i + 1, true
-		default:
-			return h, 0, false
-		}
-	}
-	return h, 0, false
+		return i, ok && err == nil
+	})
+	return h, end, ok
 }
 
 // decodeSinks parses a Held's sink → delivery id object, or null.
@@ -361,44 +297,20 @@ func decodeSinks(v []byte, i int) (map[string]uuid.UUID, int, bool) {
 	if bytes.HasPrefix(v[i:], []byte("null")) {
 		return nil, i + 4, true
 	}
-	if i >= len(v) || v[i] != '{' {
-		return nil, 0, false
-	}
 	m := map[string]uuid.UUID{}
-	i = jsonwire.SkipSpace(v, i+1)
-	if i < len(v) && v[i] == '}' {
-		return m, i + 1, true
-	}
-	for i < len(v) {
-		name, j, ok := rawText(v, i)
+	end, ok := jsonwire.Members(v, i, rawText, func(name string, j int) (int, bool) {
+		id, end, ok := rawText(v, j)
 		if !ok {
-			return nil, 0, false
-		}
-		if j = jsonwire.SkipSpace(v, j); j >= len(v) || v[j] != ':' {
-			return nil, 0, false
-		}
-		id, j, ok := rawText(v, jsonwire.SkipSpace(v, j+1))
-		if !ok {
-			return nil, 0, false
+			return 0, false
 		}
 		u, err := uuid.Parse(id)
-		if err != nil {
-			return nil, 0, false
-		}
 		m[name] = u
-		if i = jsonwire.SkipSpace(v, j); i >= len(v) {
-			return nil, 0, false
-		}
-		switch v[i] {
-		case ',':
-			i = jsonwire.SkipSpace(v, i+1)
-		case '}':
-			return m, i + 1, true
-		default:
-			return nil, 0, false
-		}
+		return end, err == nil
+	})
+	if !ok {
+		return nil, 0, false
 	}
-	return nil, 0, false
+	return m, end, true
 }
 
 // scalar returns the number, literal or escape-free string at v[i:] and the index after it
@@ -453,58 +365,36 @@ func decodeSegmentInto(v []byte, recs map[string]Held) error {
 func decodePartitionFast(v []byte) (*Partition, bool) {
 	var p Partition
 	i := jsonwire.SkipSpace(v, 0)
-	if i >= len(v) || v[i] != '{' {
-		return nil, false
-	}
-	i = jsonwire.SkipSpace(v, i+1)
-	for i < len(v) && v[i] != '}' {
-		key, j, ok := rawText(v, i)
-		if !ok {
-			return nil, false
+	end, ok := jsonwire.Members(v, i, rawText, func(key string, i int) (int, bool) {
+		var field any
+		switch key {
+		case "records":
+			recs, end, ok := decodeRecords(v, i, nil)
+			p.Records = recs
+			return end, ok
+		case "account":
+			field = &p.Account
+		case "period":
+			field = &p.Period
+		case "customer":
+			field = &p.Customer
+		case "sum":
+			field = &p.Sum
+		case "segs":
+			field = &p.Segments
+		case "dead":
+			field = &p.Dead
+		case "pending":
+			field = &p.Pending
+		case "receipt":
+			field = &p.Receipt
+		default:
+			return 0, false
 		}
-		if j = jsonwire.SkipSpace(v, j); j >= len(v) || v[j] != ':' {
-			return nil, false
-		}
-		i = jsonwire.SkipSpace(v, j+1)
-		if key == "records" {
-			if p.Records, i, ok = decodeRecords(v, i, nil); !ok {
-				return nil, false
-			}
-		} else {
-			var field any
-			switch key {
-			case "account":
-				field = &p.Account
-			case "period":
-				field = &p.Period
-			case "customer":
-				field = &p.Customer
-			case "sum":
-				field = &p.Sum
-			case "segs":
-				field = &p.Segments
-			case "dead":
-				field = &p.Dead
-			case "pending":
-				field = &p.Pending
-			case "receipt":
-				field = &p.Receipt
-			default:
-				return nil, false
-			}
-			end := skipValue(v, i)
-			if end < 0 || json.Unmarshal(v[i:end], field) != nil {
-				return nil, false
-			}
-			i = end
-		}
-		if i = jsonwire.SkipSpace(v, i); i < len(v) && v[i] == ',' {
-			i = jsonwire.SkipSpace(v, i+1)
-		} else if i >= len(v) || v[i] != '}' {
-			return nil, false
-		}
-	}
-	if i >= len(v) || jsonwire.SkipSpace(v, i+1) != len(v) {
+		end := skipValue(v, i)
+		return end, end >= 0 && json.Unmarshal(v[i:end], field) == nil
+	})
+	if !ok || jsonwire.SkipSpace(v, end) != len(v) {
 		return nil, false
 	}
 	return &p, true
@@ -559,43 +449,24 @@ func rawText(v []byte, i int) (string, int, bool) {
 // records, and the segments a head names. ok is false when the value has a shape this parser
 // does not expect; the caller then decodes it in full.
 func recordIDs(v []byte) (ids, segs []string, ok bool) {
-	i := jsonwire.SkipSpace(v, 0)
-	if i >= len(v) || v[i] != '{' {
-		return nil, nil, false
-	}
-	i = jsonwire.SkipSpace(v, i+1)
-	for i < len(v) && v[i] != '}' {
-		key, j, ok := jsonwire.RawString(v, i)
-		if !ok {
-			return nil, nil, false
-		}
-		if j = jsonwire.SkipSpace(v, j); j >= len(v) || v[j] != ':' {
-			return nil, nil, false
-		}
-		i = jsonwire.SkipSpace(v, j+1)
-		switch string(key) {
+	_, ok = jsonwire.Members(v, jsonwire.SkipSpace(v, 0), rawText, func(key string, i int) (int, bool) {
+		switch key {
 		case "records":
-			if ids, i, ok = recordKeys(v, i); !ok {
-				return nil, nil, false
-			}
+			var end int
+			var ok bool
+			ids, end, ok = recordKeys(v, i)
+			return end, ok
 		case "segs":
 			end := skipValue(v, i)
-			if end < 0 || json.Unmarshal(v[i:end], &segs) != nil {
-				return nil, nil, false
-			}
-			i = end
+			return end, end >= 0 && json.Unmarshal(v[i:end], &segs) == nil
 		default:
-			if i = skipValue(v, i); i < 0 {
-				return nil, nil, false
-			}
+			return skipValue(v, i), true
 		}
-		if i = jsonwire.SkipSpace(v, i); i < len(v) && v[i] == ',' {
-			i = jsonwire.SkipSpace(v, i+1)
-		} else if i >= len(v) || v[i] != '}' {
-			return nil, nil, false
-		}
+	})
+	if !ok {
+		return nil, nil, false
 	}
-	return ids, segs, i < len(v)
+	return ids, segs, true
 }
 
 // recordKeys returns the keys of the records object at v[i:] and the index after it.
@@ -604,7 +475,7 @@ func recordKeys(v []byte, i int) (ids []string, end int, ok bool) {
 		return nil, i + 4, true
 	}
 	ids = make([]string, 0, bytes.Count(v[i:], []byte(`"r":`)))
-	end, ok = eachMember(v, i, func(id string, j int) (int, bool) {
+	end, ok = jsonwire.Members(v, i, rawText, func(id string, j int) (int, bool) {
 		ids = append(ids, id)
 		j = skipValue(v, j)
 		return j, j >= 0

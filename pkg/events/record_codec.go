@@ -462,40 +462,16 @@ func decodeInt(v []byte, i int) (int64, int, bool) {
 }
 
 func decodeStringMap(v []byte, i int) (map[string]string, int, bool) {
-	if i >= len(v) || v[i] != '{' {
+	m := map[string]string{}
+	end, ok := jsonwire.Members(v, i, jsonwire.String, func(k string, j int) (int, bool) {
+		s, end, ok := jsonwire.String(v, j)
+		m[k] = s
+		return end, ok
+	})
+	if !ok {
 		return nil, 0, false
 	}
-	m := map[string]string{}
-	i = jsonwire.SkipSpace(v, i+1)
-	if i < len(v) && v[i] == '}' {
-		return m, i + 1, true
-	}
-	for i < len(v) {
-		k, j, ok := jsonwire.String(v, i)
-		if !ok {
-			return nil, 0, false
-		}
-		if j = jsonwire.SkipSpace(v, j); j >= len(v) || v[j] != ':' {
-			return nil, 0, false
-		}
-		var s string
-		if s, j, ok = jsonwire.String(v, jsonwire.SkipSpace(v, j+1)); !ok {
-			return nil, 0, false
-		}
-		m[k] = s
-		if i = jsonwire.SkipSpace(v, j); i >= len(v) {
-			return nil, 0, false
-		}
-		switch v[i] {
-		case ',':
-			i = jsonwire.SkipSpace(v, i+1)
-		case '}':
-			return m, i + 1, true
-		default:
-			return nil, 0, false
-		}
-	}
-	return nil, 0, false
+	return m, end, true
 }
 
 func decodeStringSlice(v []byte, i int) ([]string, int, bool) {

@@ -200,3 +200,40 @@ func SkipSpace(v []byte, i int) int {
 	}
 	return i
 }
+
+// Members walks the object at v[i]: for each member it reads the key with key (String, or an
+// escape-free reader for callers that leave escaped keys to encoding/json) and calls fn with the
+// key and the index of the value; fn returns the index after the value. Members returns the index
+// after the object; ok is false for anything but an object of that shape.
+func Members(v []byte, i int, key func([]byte, int) (string, int, bool), fn func(key string, j int) (end int, ok bool)) (end int, ok bool) {
+	if i >= len(v) || v[i] != '{' {
+		return 0, false
+	}
+	i = SkipSpace(v, i+1)
+	if i < len(v) && v[i] == '}' {
+		return i + 1, true
+	}
+	for i < len(v) {
+		var k string
+		if k, i, ok = key(v, i); !ok {
+			return 0, false
+		}
+		if i = SkipSpace(v, i); i >= len(v) || v[i] != ':' {
+			return 0, false
+		}
+		if i, ok = fn(k, SkipSpace(v, i+1)); !ok || i < 0 {
+			return 0, false
+		}
+		switch i = SkipSpace(v, i); {
+		case i >= len(v):
+			return 0, false
+		case v[i] == ',':
+			i = SkipSpace(v, i+1)
+		case v[i] == '}':
+			return i + 1, true
+		default:
+			return 0, false
+		}
+	}
+	return 0, false
+}
