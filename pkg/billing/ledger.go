@@ -188,26 +188,38 @@ var errSegmentGone = errors.New("billing: ledger segment deleted by a compaction
 // partition at revision 0.
 func (l *Ledger) Load(ctx context.Context, account, period, customer string) (*Partition, uint64, error) {
 	key := Key(account, period, customer)
+	var p *Partition
+	rev, err := l.readHead(ctx, key, func(head []byte) (err error) {
+		p, err = l.assemble(ctx, key, head)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if rev == 0 {
+		p = &Partition{Account: account, Period: period, Customer: customer, Records: map[string]Held{}}
+		p.loaded = &loadState{records: map[string]Held{}}
+	}
+	return p, rev, nil
+}
+
+// readHead gets a partition's head and hands it to read, again when read finds a segment gone
+// (errSegmentGone: a compaction since the get), and returns the head's revision (0: no head,
+// read not called).
+func (l *Ledger) readHead(ctx context.Context, key string, read func(head []byte) error) (uint64, error) {
 	for range maxReloads {
 		e, err := l.kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			p := &Partition{Account: account, Period: period, Customer: customer, Records: map[string]Held{}}
-			p.loaded = &loadState{records: map[string]Held{}}
-			return p, 0, nil
+			return 0, nil
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("billing: ledger get: %w", err)
+			return 0, fmt.Errorf("billing: ledger get: %w", err)
 		}
-		p, err := l.assemble(ctx, key, e.Value())
-		if errors.Is(err, errSegmentGone) {
-			continue
+		if err := read(e.Value()); !errors.Is(err, errSegmentGone) {
+			return e.Revision(), err
 		}
-		if err != nil {
-			return nil, 0, err
-		}
-		return p, e.Revision(), nil
 	}
-	return nil, 0, fmt.Errorf("billing: ledger %s: %w %d times in a row", key, errSegmentGone, maxReloads)
+	return 0, fmt.Errorf("billing: ledger %s: %w %d times in a row", key, errSegmentGone, maxReloads)
 }
 
 // assemble decodes a head value and merges its segments into Records.
@@ -236,17 +248,26 @@ func (l *Ledger) assemble(ctx context.Context, key string, head []byte) (*Partit
 
 // segment adds one segment's records to recs.
 func (l *Ledger) segment(ctx context.Context, key, name string, recs map[string]Held) error {
-	e, err := l.kv.Get(ctx, key+"."+name)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("%w: %s.%s", errSegmentGone, key, name)
-	}
+	v, err := l.segmentValue(ctx, key, name)
 	if err != nil {
-		return fmt.Errorf("billing: ledger get segment %s.%s: %w", key, name, err)
+		return err
 	}
-	if err := decodeSegmentInto(e.Value(), recs); err != nil {
+	if err := decodeSegmentInto(v, recs); err != nil {
 		return fmt.Errorf("billing: ledger segment %s.%s: %w", key, name, err)
 	}
 	return nil
+}
+
+// segmentValue gets a segment's value; errSegmentGone when it was deleted.
+func (l *Ledger) segmentValue(ctx context.Context, key, name string) ([]byte, error) {
+	e, err := l.kv.Get(ctx, key+"."+name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%w: %s.%s", errSegmentGone, key, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("billing: ledger get segment %s.%s: %w", key, name, err)
+	}
+	return e.Value(), nil
 }
 
 // RecordIDs returns the ids of the records a partition holds (none when it does not exist),
@@ -254,46 +275,32 @@ func (l *Ledger) segment(ctx context.Context, key, name string, recs map[string]
 // against a re-read and loads in full only the partitions with something to reverse.
 func (l *Ledger) RecordIDs(ctx context.Context, account, period, customer string) ([]string, error) {
 	key := Key(account, period, customer)
-	for range maxReloads {
-		e, err := l.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("billing: ledger get: %w", err)
-		}
-		ids, segs, ok := recordIDs(e.Value())
-		if !ok {
-			p, err := l.assemble(ctx, key, e.Value())
-			if errors.Is(err, errSegmentGone) {
-				continue
-			}
+	var ids []string
+	_, err := l.readHead(ctx, key, func(head []byte) error {
+		var segs []string
+		var ok bool
+		if ids, segs, ok = recordIDs(head); !ok {
+			p, err := l.assemble(ctx, key, head)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			return slices.Collect(maps.Keys(p.Records)), nil
+			ids = slices.Collect(maps.Keys(p.Records))
+			return nil
 		}
 		seen := map[string]bool{}
-		if len(segs) > 0 {
-			for _, id := range ids {
-				seen[id] = true
-			}
+		for _, id := range ids {
+			seen[id] = true
 		}
-		gone := false
 		for _, name := range segs {
-			se, err := l.kv.Get(ctx, key+"."+name)
-			if errors.Is(err, jetstream.ErrKeyNotFound) {
-				gone = true
-				break
-			}
+			v, err := l.segmentValue(ctx, key, name)
 			if err != nil {
-				return nil, fmt.Errorf("billing: ledger get segment %s.%s: %w", key, name, err)
+				return err
 			}
-			sids, _, ok := recordIDs(se.Value())
+			sids, _, ok := recordIDs(v)
 			if !ok {
 				recs := map[string]Held{}
-				if err := decodeSegmentInto(se.Value(), recs); err != nil {
-					return nil, fmt.Errorf("billing: ledger segment %s.%s: %w", key, name, err)
+				if err := decodeSegmentInto(v, recs); err != nil {
+					return fmt.Errorf("billing: ledger segment %s.%s: %w", key, name, err)
 				}
 				sids = slices.Collect(maps.Keys(recs))
 			}
@@ -304,11 +311,12 @@ func (l *Ledger) RecordIDs(ctx context.Context, account, period, customer string
 				}
 			}
 		}
-		if !gone {
-			return ids, nil
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("billing: ledger %s: %w %d times in a row", key, errSegmentGone, maxReloads)
+	return ids, nil
 }
 
 func decodePartition(b []byte) (*Partition, error) {
