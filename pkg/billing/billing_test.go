@@ -499,3 +499,55 @@ func TestPendingResentUnchangedWhenBatchHasSameRevisionFromLaterRead(t *testing.
 		t.Fatalf("receiver %+v, want the first body replayed", st)
 	}
 }
+
+// A pending delivery whose member's own event leaves USAGE before the delivery is finished (a
+// crash, then an outage longer than streams.max_age) cannot be rebuilt: instead of failing on
+// every later batch of the partition, the pending delivery is dropped, that member is recorded
+// as dead-lettered, and the other members are chosen again and delivered.
+func TestPendingWithExpiredMemberIsDropped(t *testing.T) {
+	e := newEnv(t, billingsim.Options{})
+	ctx := context.Background()
+	crash := errors.New("simulated crash")
+	hooks := billing.Hooks{AfterSinks: func(uuid.UUID) error { return crash }}
+	var rc receipts
+	items := e.publish(t, record(1, "1", fetched), record(2, "2", fetched), record(3, "3", fetched))
+	if _, err := e.deliverer(t, &rc, hooks).Deliver(ctx, acct, period, cust, items); !errors.Is(err, crash) {
+		t.Fatalf("err %v, want the crash", err)
+	}
+	p, _, err := e.ledger.Load(ctx, acct, period, cust)
+	if err != nil || p.Pending == nil {
+		t.Fatalf("after the crash the ledger must hold the pending delivery: %+v %v", p, err)
+	}
+	pendingID := p.Pending.ID
+	e.deleteUsage(t, items[0].StreamSeq)
+
+	out, err := e.deliverer(t, &rc, billing.Hooks{}).Deliver(ctx, acct, period, cust, items[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Recovered != uuid.Nil || len(out.Expired) != 1 || len(out.Delivered) != 2 {
+		t.Fatalf("outcome %+v, want the pending dropped, one expired and two delivered", out)
+	}
+	ex := out.Expired[0]
+	var pex *billing.PendingExpiredError
+	if ex.Reason != billing.ReasonPendingExpired || ex.StreamSeq != items[0].StreamSeq || ex.Record.RecordID != items[0].Record.RecordID ||
+		!errors.As(ex.Err, &pex) || pex.Delivery != pendingID || !errors.Is(ex.Err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("expired %+v (%v), want record 1's gone event in pending delivery %s", ex, ex.Err, pendingID)
+	}
+	p, _, err = e.ledger.Load(ctx, acct, period, cust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, r2 := items[0].Record, items[1].Record
+	if p.Pending != nil || p.Dead[r1.RecordID.String()].Reason != billing.ReasonPendingExpired ||
+		p.Dead[r1.RecordID.String()].Revision != r1.Revision || len(p.Records) != 2 || p.Records[r2.RecordID.String()].Revision != r2.Revision {
+		t.Fatalf("ledger pending %+v dead %v held %+v", p.Pending, p.Dead, p.Records)
+	}
+	if st := e.sim.State(); st.Deliveries != 2 || len(st.Records) != 3 {
+		t.Errorf("receiver %+v: the dropped body (accepted before the crash) and the new one", st)
+	}
+	out, err = e.deliverer(t, &rc, billing.Hooks{}).Deliver(ctx, acct, period, cust, items[1:])
+	if err != nil || out.Skipped != 2 || len(out.Expired) != 0 {
+		t.Fatalf("redelivery: %+v %v, want both skipped", out, err)
+	}
+}

@@ -47,6 +47,10 @@ const ReasonCorrectionBaseExpired = "correction-base-expired"
 // ReasonSinkRejected is the dead-letter reason (and ledger Dead.Reason) of a revision a sink refused.
 const ReasonSinkRejected = "sink-rejected"
 
+// ReasonPendingExpired is the ledger Dead.Reason of a revision whose pending delivery cannot be
+// rebuilt because the revision's own event is no longer in USAGE.
+const ReasonPendingExpired = "pending-record-expired"
+
 // BaseExpiredError is the permanent failure of a Correction whose held revision has aged out of
 // the USAGE stream (streams.max_age): no retry can bring it back.
 type BaseExpiredError struct {
@@ -62,6 +66,24 @@ func (e *BaseExpiredError) Error() string {
 }
 
 func (e *BaseExpiredError) Unwrap() error { return e.Err }
+
+// PendingExpiredError is the permanent failure of a pending delivery (written, then interrupted)
+// whose member's own event aged out of USAGE before the delivery was finished: the body can no
+// longer be rebuilt byte for byte, and no retry can bring it back.
+type PendingExpiredError struct {
+	Delivery  uuid.UUID // the pending delivery
+	RecordID  uuid.UUID
+	Revision  string
+	StreamSeq uint64
+	Err       error
+}
+
+func (e *PendingExpiredError) Error() string {
+	return fmt.Sprintf("billing: rebuild pending delivery %s: record %s revision %.12s (USAGE seq %d) is no longer in the stream: %v; "+
+		"keep streams.max_age longer than any publisher outage", e.Delivery, e.RecordID, e.Revision, e.StreamSeq, e.Err)
+}
+
+func (e *PendingExpiredError) Unwrap() error { return e.Err }
 
 // row is the (record id, revision, seq, replaces) the member's row carries at the sinks: the
 // record's own for a supersede, the Correction row's (a first revision of its own id) otherwise.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ionusage/connector/pkg/events"
 )
@@ -106,10 +107,11 @@ type Outcome struct {
 	// RejectedItems are the records of the rejected delivery (for the dead letters).
 	RejectedItems []Item
 	// Expired are revisions whose Correction cannot be built, its held revision being gone from
-	// USAGE (Err is a *BaseExpiredError): recorded as dead-lettered in the ledger like a sink
+	// USAGE (Err is a *BaseExpiredError), or members of an interrupted pending delivery whose own
+	// event is gone (a *PendingExpiredError): recorded as dead-lettered in the ledger like a sink
 	// rejection, while the rest of the batch is delivered; the caller dead-letters their messages.
 	// An item of a dropped pending delivery that was not among the items carries only its record
-	// id and revision.
+	// id and revision (its event being gone, there is no message to dead-letter).
 	Expired []DeadItem
 	// Dead are items skipped because the ledger holds their exact revision as dead-lettered (a
 	// redelivered message whose dead letter may not have been published yet), with the ledger's
@@ -374,6 +376,9 @@ func (d *Deliverer) payload(ctx context.Context, p *Partition, items []Item) (Pa
 		it, ok := have[m.StreamSeq]
 		if !ok || it.Record.RecordID != m.RecordID || it.Record.Revision != m.Revision {
 			r, err := d.o.Load(ctx, m.StreamSeq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return Payload{}, nil, &PendingExpiredError{Delivery: p.Pending.ID, RecordID: m.RecordID, Revision: m.Revision, StreamSeq: m.StreamSeq, Err: err}
+			}
 			if err != nil {
 				return Payload{}, nil, fmt.Errorf("billing: rebuild pending delivery %s: %w", p.Pending.ID, err)
 			}
@@ -408,7 +413,11 @@ func (d *Deliverer) finish(ctx context.Context, p *Partition, rev uint64, items 
 	pl, its, err := d.payload(ctx, p, items)
 	var bex *BaseExpiredError
 	if errors.As(err, &bex) {
-		return d.expire(ctx, p, rev, bex, items)
+		return d.expire(ctx, p, rev, bex.RecordID, ReasonCorrectionBaseExpired, err, items)
+	}
+	var pex *PendingExpiredError
+	if errors.As(err, &pex) {
+		return d.expire(ctx, p, rev, pex.RecordID, ReasonPendingExpired, err, items)
 	}
 	if err != nil {
 		return Outcome{}, err
@@ -506,17 +515,19 @@ func (d *Deliverer) reject(ctx context.Context, p *Partition, rev uint64, rej *R
 	return Outcome{Rejected: rej, RejectedItems: its}, nil
 }
 
-// expire drops the pending delivery of p, whose body cannot be rebuilt because the held revision
-// of bex's Correction member is gone from USAGE: that member is recorded as dead-lettered, and
-// the caller chooses the other members again (their messages are not acked until then). A sink
-// that had already accepted the body keeps it; the ledger no longer counts it.
-func (d *Deliverer) expire(ctx context.Context, p *Partition, rev uint64, bex *BaseExpiredError, items []Item) (Outcome, error) {
-	i := slices.IndexFunc(p.Pending.Members, func(m Member) bool { return m.RecordID == bex.RecordID })
+// expire drops the pending delivery of p, whose body cannot be rebuilt because an event it
+// needs is gone from USAGE (cause): the member record's own revision (ReasonPendingExpired) or
+// the held revision its Correction is against (ReasonCorrectionBaseExpired). That member is
+// recorded as dead-lettered, and the caller chooses the other members again (their messages are
+// not acked until then). A sink that had already accepted the body keeps it; the ledger no
+// longer counts it.
+func (d *Deliverer) expire(ctx context.Context, p *Partition, rev uint64, record uuid.UUID, reason string, cause error, items []Item) (Outcome, error) {
+	i := slices.IndexFunc(p.Pending.Members, func(m Member) bool { return m.RecordID == record })
 	if i < 0 {
-		return Outcome{}, fmt.Errorf("billing: pending delivery %s: %w", p.Pending.ID, bex)
+		return Outcome{}, fmt.Errorf("billing: pending delivery %s: %w", p.Pending.ID, cause)
 	}
 	m := p.Pending.Members[i]
-	markDead(p, m.RecordID, Dead{Revision: m.Revision, AsOf: m.AsOf, Currency: m.Currency, Billed: m.Billed, Reason: ReasonCorrectionBaseExpired})
+	markDead(p, m.RecordID, Dead{Revision: m.Revision, AsOf: m.AsOf, Currency: m.Currency, Billed: m.Billed, Reason: reason})
 	it := Item{Record: events.UsageRecord{RecordID: m.RecordID, Revision: m.Revision}, StreamSeq: m.StreamSeq}
 	for _, x := range items {
 		if x.StreamSeq == m.StreamSeq {
@@ -528,9 +539,9 @@ func (d *Deliverer) expire(ctx context.Context, p *Partition, rev uint64, bex *B
 	if _, err := d.o.Ledger.Save(ctx, p, rev); err != nil {
 		return Outcome{}, err
 	}
-	d.o.Logger.Warn("pending delivery dropped: a correction's held revision is gone from USAGE; dead-lettered",
-		"delivery", id, "sinks_done", done, "account", p.Account, "customer", p.Customer, "period", p.Period, "err", bex)
-	return Outcome{Expired: []DeadItem{{Item: it, Reason: ReasonCorrectionBaseExpired, Err: bex}}}, nil
+	d.o.Logger.Warn("pending delivery dropped: an event it needs is gone from USAGE; that record is dead-lettered",
+		"delivery", id, "reason", reason, "sinks_done", done, "account", p.Account, "customer", p.Customer, "period", p.Period, "err", cause)
+	return Outcome{Expired: []DeadItem{{Item: it, Reason: reason, Err: cause}}}, nil
 }
 
 // publishReceipt publishes p's queued receipt, unless this process already did, and clears it
