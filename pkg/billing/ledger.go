@@ -355,9 +355,10 @@ func (l *Ledger) Save(ctx context.Context, p *Partition, rev uint64) (uint64, er
 		// of its head).
 		obsolete, segs, inline, changed = segs, nil, nil, p.Records
 	}
+	var written []string
 	if len(changed) > 0 {
-		written, err := l.writeSegments(ctx, key, rev, changed)
-		if err != nil {
+		var err error
+		if written, err = l.writeSegments(ctx, key, rev, changed); err != nil {
 			return 0, err
 		}
 		segs = append(slices.Clip(segs), written...)
@@ -380,6 +381,7 @@ func (l *Ledger) Save(ctx context.Context, p *Partition, rev uint64) (uint64, er
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+			l.dropUnnamed(ctx, key, written)
 			return 0, fmt.Errorf("%w: %s", ErrConflict, key)
 		}
 		return 0, fmt.Errorf("billing: ledger write %s: %w", key, err)
@@ -396,6 +398,29 @@ func (l *Ledger) Save(ctx context.Context, p *Partition, rev uint64) (uint64, er
 		_ = l.kv.Delete(ctx, key+"."+name)
 	}
 	return n, nil
+}
+
+// dropUnnamed deletes the segments a Save wrote before losing its compare-and-set, except those
+// the head now names: the winner, on the same revision, wrote the same name if it wrote the same
+// records. Only one write on a revision succeeds, so no later head can come to name a segment
+// named after it. Best effort, like compaction's deletes: what is left only takes space.
+func (l *Ledger) dropUnnamed(ctx context.Context, key string, written []string) {
+	if len(written) == 0 {
+		return
+	}
+	e, err := l.kv.Get(ctx, key)
+	if err != nil {
+		return
+	}
+	head, err := decodePartition(e.Value())
+	if err != nil {
+		return
+	}
+	for _, name := range written {
+		if !slices.Contains(head.Segments, name) {
+			_ = l.kv.Delete(ctx, key+"."+name)
+		}
+	}
 }
 
 // writeSegments writes recs as segments of at most segmentRecords, in record id order, and

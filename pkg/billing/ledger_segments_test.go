@@ -163,7 +163,7 @@ func TestLedgerSegmentGone(t *testing.T) {
 // loads (the loser's segment stays behind unnamed).
 func TestLedgerSegmentConflict(t *testing.T) {
 	ctx := context.Background()
-	l, _ := newTestLedger(t)
+	l, kv := newTestLedger(t)
 	a, rev, _ := l.Load(ctx, "acct", "2025-04", "c")
 	b, _, _ := l.Load(ctx, "acct", "2025-04", "c")
 	a.Records[recordID(1)] = heldN(1, "a")
@@ -174,10 +174,38 @@ func TestLedgerSegmentConflict(t *testing.T) {
 	if _, err := l.Save(ctx, b, rev); !errors.Is(err, ErrConflict) {
 		t.Fatalf("second writer: %v, want ErrConflict", err)
 	}
-	p, _, err := l.Load(ctx, "acct", "2025-04", "c")
+	p, rev, err := l.Load(ctx, "acct", "2025-04", "c")
 	if err != nil || p.Records[recordID(1)].Revision != "a" || len(p.Segments) != 1 {
 		t.Fatalf("loaded %+v, %v", p, err)
 	}
+	key := Key("acct", "2025-04", "c")
+	if keys := segmentKeys(t, kv, key); len(keys) != 1 || keys[0] != key+"."+p.Segments[0] {
+		t.Fatalf("segment keys %v, want only the winner's %s (the loser's deleted)", keys, p.Segments[0])
+	}
+
+	// Two writers of the same records on the same revision write the same segment name: the
+	// loser must not delete the one the winner's head names.
+	a, b = p, mustLoad(t, l)
+	a.Records[recordID(2)] = heldN(2, "x")
+	b.Records[recordID(2)] = heldN(2, "x")
+	if _, err := l.Save(ctx, a, rev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Save(ctx, b, rev); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second writer: %v, want ErrConflict", err)
+	}
+	if p, _, err = l.Load(ctx, "acct", "2025-04", "c"); err != nil || len(p.Records) != 2 || len(segmentKeys(t, kv, key)) != 2 {
+		t.Fatalf("loaded %+v, %v; segment keys %v", p, err, segmentKeys(t, kv, key))
+	}
+}
+
+func mustLoad(t *testing.T, l *Ledger) *Partition {
+	t.Helper()
+	p, _, err := l.Load(context.Background(), "acct", "2025-04", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // A value written before segments existed (every record in the head) loads as before, and its
