@@ -114,22 +114,7 @@ func TestClosedPeriodCorrectionOfExpiredRevisionIsDeadLettered(t *testing.T) {
 	if r := h.runSync(t, []events.UsageRecord{old, kept}, sums1, c1); !r.Reconciled {
 		t.Fatalf("sync 1 not reconciled: %s", r.Reason)
 	}
-	ledger, err := billing.OpenLedger(ctx, h.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	part, _, err := ledger.Load(ctx, acct, reconPeriod, "c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	heldSeq := part.Records[old.RecordID.String()].StreamSeq
-	usage, err := h.js.Stream(ctx, events.StreamUsage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := usage.DeleteMsg(ctx, heldSeq); err != nil {
-		t.Fatal(err)
-	}
+	heldSeq := h.expireHeld(t, old)
 
 	setNow(time.Date(2025, 4, 20, 0, 0, 0, 0, time.UTC))
 	t2 := time.Date(2025, 4, 19, 6, 0, 0, 0, time.UTC)
@@ -188,6 +173,33 @@ func restate(r events.UsageRecord, billed string, at time.Time) events.UsageReco
 }
 
 // deadLetters returns the publisher's dead letters in the DLQ stream.
+// expireHeld deletes the USAGE event of the revision the ledger holds for r, as streams.max_age
+// would once it aged out, and returns its stream sequence.
+func (h *harness) expireHeld(t *testing.T, r events.UsageRecord) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	ledger, err := billing.OpenLedger(ctx, h.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := ledger.Load(ctx, r.BillingAccountID, events.PeriodOf(r.BillingPeriodStart), r.IonCustomerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, ok := p.Records[r.RecordID.String()]
+	if !ok {
+		t.Fatalf("the ledger holds no revision of %s", r.RecordID)
+	}
+	usage, err := h.js.Stream(ctx, events.StreamUsage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := usage.DeleteMsg(ctx, held.StreamSeq); err != nil {
+		t.Fatal(err)
+	}
+	return held.StreamSeq
+}
+
 func (h *harness) deadLetters(t *testing.T) []events.DeadLetter {
 	t.Helper()
 	cons, err := billing.ReadConsumer(context.Background(), h.js, events.StreamDLQ, "dlq.v1.publisher.>")

@@ -3,12 +3,14 @@ package publisher
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 
 	"github.com/ionusage/connector/pkg/billing"
@@ -135,6 +137,15 @@ func (r *Reconciler) reverseCustomer(ctx context.Context, ledger *billing.Ledger
 			continue // delivered by a later read than this sync
 		}
 		cur, err := load(ctx, h.StreamSeq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			// Permanent: without the held revision there is no reversal to build, and failing
+			// would stop every later customer's reversals and the reconciliation with them.
+			// The record stays at the sink, so the period shows the difference.
+			r.log.Warn("reversal impossible: the held revision is gone from USAGE (streams.max_age); the record stays delivered",
+				"account", c.Account, "period", c.Period, "customer", cust, "record", id, "revision", h.Revision,
+				"billed", h.Billed.String(), "currency", h.Currency, "sync", c.SyncID, "err", err)
+			continue
+		}
 		if err != nil {
 			return 0, fmt.Errorf("reversal of record %s: %w", id, err)
 		}

@@ -300,3 +300,40 @@ func TestReversalPassResumes(t *testing.T) {
 		t.Errorf("c1 delivered %s, want %s (the reversed record at zero)", row.Delivered, a.BilledCost)
 	}
 }
+
+// A record to reverse whose held revision has aged out of USAGE cannot be reversed (there is
+// nothing to build the reversal from). The pass goes on to the next customers and the sync is
+// reconciled, showing the record's amount as the difference, instead of the completion failing
+// until it is dead-lettered and no later customer being reversed.
+func TestReversalOfExpiredRevisionIsSkipped(t *testing.T) {
+	h := newHarness(t, 0)
+	stop, done := h.start(t, billing.Hooks{})
+	defer func() { stop(); <-done }()
+	t0 := time.Date(2025, 4, 2, 6, 0, 0, 0, time.UTC)
+	a, expired := record("c1", 0, "10.5", t0), record("c1", 1, "7.25", t0)
+	b, gone := record("c2", 0, "3", t0), record("c2", 1, "4", t0)
+	sums1, c1 := syncOf(1, t0.Add(time.Minute), map[string][]events.UsageRecord{"c1": {a, expired}, "c2": {b, gone}}, nil)
+	if r := h.runSync(t, []events.UsageRecord{a, expired, b, gone}, sums1, c1); !r.Reconciled {
+		t.Fatalf("sync 1 not reconciled: %s", r.Reason)
+	}
+	h.expireHeld(t, expired)
+
+	// A complete re-read without either record: c1 (checked first) cannot reverse its own, c2
+	// still reverses its.
+	t1 := t0.Add(time.Hour)
+	a2, b2 := a, b
+	a2.FetchedAt, b2.FetchedAt = t1.Add(-time.Minute), t1.Add(-time.Minute)
+	sums2, c2 := syncOf(2, t1, map[string][]events.UsageRecord{"c1": {a2}, "c2": {b2}}, nil)
+	r := h.runSync(t, []events.UsageRecord{a2, b2}, sums2, c2)
+	if rs := h.reversals(t); len(rs) != 1 || rs[0].RecordID != gone.RecordID {
+		t.Fatalf("reversals %+v, want only c2's %s", rs, gone.RecordID)
+	}
+	row1, _ := findRow(r, "c1")
+	row2, _ := findRow(r, "c2")
+	if r.Reconciled || row1.Match || !row1.Difference.Abs().Equal(expired.BilledCost) || !row2.Match {
+		t.Fatalf("reconciliation %+v: want c1 off by the unreversed %s and c2 matching", r, expired.BilledCost)
+	}
+	if held := h.sim.State().Records[expired.RecordID.String()]; !held.BilledCost.Equal(expired.BilledCost) {
+		t.Errorf("receiver holds %+v for the unreversible record, want it unchanged", held)
+	}
+}
