@@ -190,10 +190,11 @@ const (
 
 // Backpressure bounds (fetcher.max_backlog, transformer.max_backlog; see bus.Backlog): a few
 // pages' worth, so a stage reads what the previous one just wrote from the server's cache
-// instead of loading old compressed blocks.
+// instead of loading old compressed blocks. Records: 1,000 to 4,000 ran alike at 1M, 10,000
+// ~5 % slower with ~50 MB more RSS (docs/performance.md).
 const (
-	DefaultFetcherMaxBacklog     = 8      // raw pages
-	DefaultTransformerMaxBacklog = 10_000 // usage records
+	DefaultFetcherMaxBacklog     = 8     // raw pages
+	DefaultTransformerMaxBacklog = 2_000 // usage records
 	BacklogOff                   = -1
 )
 

@@ -74,7 +74,7 @@ func TestConfigDefaults(t *testing.T) {
 		Log:         Log{Level: "info", Format: "json"},
 		Ion:         Ion{Timeout: 30 * time.Second, MaxRetries: 5, RequestsPerSecond: 2, Burst: 2},
 		Fetcher:     Fetcher{Workers: 4, MaxBacklog: 8},
-		Transformer: Transformer{Workers: 4, MaxBacklog: 10_000},
+		Transformer: Transformer{Workers: 4, MaxBacklog: 2_000},
 		Publisher:   Publisher{Workers: 2, BatchSize: 500, BatchWait: 2 * time.Second},
 	}
 	if !reflect.DeepEqual(c, want) {
