@@ -164,16 +164,21 @@ func TestLedgerSegmentGone(t *testing.T) {
 func TestLedgerSegmentConflict(t *testing.T) {
 	ctx := context.Background()
 	l, kv := newTestLedger(t)
+	// race saves a, then b, both against rev: b must lose.
+	race := func(a, b *Partition, rev uint64) {
+		t.Helper()
+		if _, err := l.Save(ctx, a, rev); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Save(ctx, b, rev); !errors.Is(err, ErrConflict) {
+			t.Fatalf("second writer: %v, want ErrConflict", err)
+		}
+	}
 	a, rev, _ := l.Load(ctx, "acct", "2025-04", "c")
-	b, _, _ := l.Load(ctx, "acct", "2025-04", "c")
+	b := mustLoad(t, l)
 	a.Records[recordID(1)] = heldN(1, "a")
 	b.Records[recordID(1)] = heldN(1, "b")
-	if _, err := l.Save(ctx, a, rev); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Save(ctx, b, rev); !errors.Is(err, ErrConflict) {
-		t.Fatalf("second writer: %v, want ErrConflict", err)
-	}
+	race(a, b, rev)
 	p, rev, err := l.Load(ctx, "acct", "2025-04", "c")
 	if err != nil || p.Records[recordID(1)].Revision != "a" || len(p.Segments) != 1 {
 		t.Fatalf("loaded %+v, %v", p, err)
@@ -188,12 +193,7 @@ func TestLedgerSegmentConflict(t *testing.T) {
 	a, b = p, mustLoad(t, l)
 	a.Records[recordID(2)] = heldN(2, "x")
 	b.Records[recordID(2)] = heldN(2, "x")
-	if _, err := l.Save(ctx, a, rev); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Save(ctx, b, rev); !errors.Is(err, ErrConflict) {
-		t.Fatalf("second writer: %v, want ErrConflict", err)
-	}
+	race(a, b, rev)
 	if p, _, err = l.Load(ctx, "acct", "2025-04", "c"); err != nil || len(p.Records) != 2 || len(segmentKeys(t, kv, key)) != 2 {
 		t.Fatalf("loaded %+v, %v; segment keys %v", p, err, segmentKeys(t, kv, key))
 	}
