@@ -173,11 +173,12 @@ func (c ConsumerSpec) validate() error {
 
 // UsageDuplicateWindow caps USAGE's duplicate window. The server keeps every message id of the
 // window in memory, and USAGE has one message per record, so its map is the one that grows with
-// volume (rate × window: about 80 bytes an id). Its duplicates come from a page transformed
-// again while its delivery is retried (in-process retries take at most 25.5s) or redriven twice
-// at once; anything later the ledger ignores, as it ignores every revision it holds (the window
-// is a first line only, DESIGN.md "Delivery semantics").
-const UsageDuplicateWindow = time.Minute
+// volume (rate × window: about 80 bytes and two heap objects an id, which every GC cycle scans).
+// Its duplicates come from a page transformed again while its delivery is retried (in-process
+// retries take at most 25.5s) or redriven twice at once; anything later the ledger ignores, as it
+// ignores every revision it holds (the window is a first line only, DESIGN.md "Delivery
+// semantics"). One minute cost 5M bench runs 16 % of their throughput (docs/performance.md).
+const UsageDuplicateWindow = 30 * time.Second
 
 // StreamConfigs returns the five pipeline streams as Provision creates them.
 func (t Topology) StreamConfigs() []jetstream.StreamConfig {
