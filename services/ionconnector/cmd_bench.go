@@ -65,7 +65,7 @@ const benchRecordBytes = 2300
 
 // benchMemoryLimit is the Go soft memory limit bench runs with unless GOMEMLIMIT is set (see
 // docs/performance.md, "Memory").
-const benchMemoryLimit = 384 << 20
+const benchMemoryLimit = 416 << 20
 
 // benchBytesPerRecord estimates the store and CSV bytes one record costs across the run (raw
 // body and event, usage record, ledger history, CSV row, the ceiling's stream), with slack.
