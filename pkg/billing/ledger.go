@@ -154,11 +154,11 @@ func Key(account, period, customer string) string {
 // so a delivery of 300 records writes ~70 KB instead of rewriting a customer's whole month
 // (formerly ~350 KB twice per delivery, and capped at ~3,000 records by the 1 MiB value
 // limit). A segment's name is a hash of its bytes and of the head revision it was written
-// against, so two writers never write different bytes under one name. A segment whose head
-// write lost the race stays behind unnamed (harmless). Once a head names maxSegments
-// segments, the next Save compacts: it writes every record again in segments of at most
-// segmentRecords, and deletes the old segments after the head names the new ones; a reader
-// that finds a segment gone reloads the head.
+// against, so two writers never write different bytes under one name. A writer whose head
+// write lost the race deletes the segments it wrote that the winning head does not name
+// (dropUnnamed). Once a head names maxSegments segments, the next Save compacts: it writes
+// every record again in segments of at most segmentRecords, and deletes the old segments after
+// the head names the new ones; a reader that finds a segment gone reloads the head.
 type Ledger struct {
 	kv jetstream.KeyValue
 }
