@@ -22,8 +22,6 @@ import (
 
 	"github.com/ionusage/connector/pkg/billing"
 	"github.com/ionusage/connector/pkg/billingsim"
-	"github.com/ionusage/connector/pkg/bus"
-	"github.com/ionusage/connector/pkg/bus/bustest"
 	"github.com/ionusage/connector/pkg/events"
 )
 
@@ -65,19 +63,7 @@ type env struct {
 
 func newEnv(t *testing.T, simOpts billingsim.Options) *env {
 	t.Helper()
-	_, nc := bustest.StartServer(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := bus.Provision(ctx, js, bus.Topology{Logger: slog.New(slog.DiscardHandler)}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := billing.OpenLedger(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, l := billing.ProvisionedLedger(t)
 	if simOpts.Secret == nil {
 		simOpts.Secret = secret
 	}

@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 
 	"github.com/ionusage/connector/pkg/billing"
 	"github.com/ionusage/connector/pkg/billingsim"
 	"github.com/ionusage/connector/pkg/bus"
-	"github.com/ionusage/connector/pkg/bus/bustest"
 	"github.com/ionusage/connector/pkg/events"
 )
 
@@ -129,18 +126,7 @@ func TestCrashAfterLastSinkAccepted(t *testing.T) {
 // 645 partitions of 1,500 records each (the bench's shape), against a real server.
 func BenchmarkLedgerSums645(b *testing.B) {
 	ctx := context.Background()
-	_, nc := bustest.StartServer(b)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := bus.Provision(ctx, js, bus.Topology{Logger: slog.New(slog.DiscardHandler)}); err != nil {
-		b.Fatal(err)
-	}
-	ledger, err := billing.OpenLedger(ctx, js)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, ledger := billing.ProvisionedLedger(b)
 	t0 := fetched
 	for c := range 645 {
 		p := &billing.Partition{Account: acct, Period: period, Customer: fmt.Sprintf("cust-%04d", c), Records: map[string]billing.Held{}}

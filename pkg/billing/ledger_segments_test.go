@@ -18,14 +18,13 @@ import (
 	"github.com/ionusage/connector/pkg/events"
 )
 
-func newTestLedger(t testing.TB) (*Ledger, jetstream.KeyValue) {
+// ProvisionedLedger starts a server, provisions the pipeline's topology on it and opens the
+// ledger: the set-up of this package's tests, exported for the external ones (package
+// billing_test).
+func ProvisionedLedger(t testing.TB) (jetstream.JetStream, *Ledger) {
 	t.Helper()
 	ctx := context.Background()
-	_, nc := bustest.StartServer(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := bustest.JetStream(t)
 	if err := bus.Provision(ctx, js, bus.Topology{Logger: slog.New(slog.DiscardHandler)}); err != nil {
 		t.Fatal(err)
 	}
@@ -33,6 +32,12 @@ func newTestLedger(t testing.TB) (*Ledger, jetstream.KeyValue) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return js, l
+}
+
+func newTestLedger(t testing.TB) (*Ledger, jetstream.KeyValue) {
+	t.Helper()
+	_, l := ProvisionedLedger(t)
 	return l, l.kv
 }
 

@@ -16,11 +16,7 @@ import (
 // stream sequence, and stops at fn's first error.
 func TestReaderEach(t *testing.T) {
 	ctx := context.Background()
-	_, nc := bustest.StartServer(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := bustest.JetStream(t)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}

@@ -17,11 +17,7 @@ import (
 // that nothing has consumed yet.
 func backlogRig(t *testing.T, n int) (jetstream.JetStream, jetstream.Consumer) {
 	t.Helper()
-	_, nc := bustest.StartServer(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := bustest.JetStream(t)
 	ctx := context.Background()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: "BACKLOG", Subjects: []string{"backlog.>"}, Storage: jetstream.FileStorage,

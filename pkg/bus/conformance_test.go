@@ -27,11 +27,7 @@ func TestIntegrationPubSubConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: watermill conformance suite")
 	}
-	_, nc := bustest.StartServer(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := bustest.JetStream(t)
 	ctx := context.Background()
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       conformanceStream,

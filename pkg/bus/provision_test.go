@@ -181,8 +181,7 @@ func TestProvisionReplicaChangeRefused(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, nc := bustest.StartServer(t)
-	js, _ := jetstream.New(nc)
+	js := bustest.JetStream(t)
 	if err := Provision(ctx, js, Topology{Logger: quietLogger()}); err != nil {
 		t.Fatal(err)
 	}
@@ -219,8 +218,7 @@ func TestTopologyValidate(t *testing.T) {
 
 func TestWaitForJetStream(t *testing.T) {
 	t.Parallel()
-	_, nc := bustest.StartServer(t)
-	js, _ := jetstream.New(nc)
+	js := bustest.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := WaitForJetStream(ctx, js); err != nil {
@@ -258,8 +256,7 @@ func TestPublisherDurableNeverStopsRedelivering(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, nc := bustest.StartServer(t)
-	js, _ := jetstream.New(nc)
+	js := bustest.JetStream(t)
 	if err := Provision(ctx, js, Topology{Logger: quietLogger()}); err != nil {
 		t.Fatal(err)
 	}

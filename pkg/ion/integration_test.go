@@ -424,11 +424,7 @@ func monthWithFaults(t *testing.T, clock func() time.Time) {
 		Variant: ionsim.Variant{Daily: true, SubtotalRows: true},
 		Faults:  ionsim.Faults{Rate429: 0.05, Rate503: 0.05, RetryAfter: 1, AccessTokenTTL: 3 * time.Second},
 	})
-	_, nc := bustest.StartServer(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := bustest.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ion.TokenBucket})

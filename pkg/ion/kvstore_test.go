@@ -18,11 +18,7 @@ import (
 
 func newKV(t *testing.T) jetstream.KeyValue {
 	t.Helper()
-	_, nc := bustest.StartServer(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := bustest.JetStream(t)
 	// Provisioning creates the bucket in production; tests do it themselves.
 	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: TokenBucket, History: 5})
 	if err != nil {

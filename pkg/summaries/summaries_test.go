@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ionusage/connector/pkg/bus"
 	"github.com/ionusage/connector/pkg/bus/bustest"
@@ -20,11 +19,7 @@ import (
 // summaries of the period.
 func TestIndexReadsIncrementally(t *testing.T) {
 	ctx := context.Background()
-	_, nc := bustest.StartServer(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := bustest.JetStream(t)
 	if err := bus.Provision(ctx, js, bus.Topology{Logger: slog.New(slog.DiscardHandler)}); err != nil {
 		t.Fatal(err)
 	}

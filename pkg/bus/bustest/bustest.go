@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ClusterSize is the number of nodes StartCluster starts.
@@ -34,6 +35,18 @@ func StartServer(t testing.TB) (*server.Server, *nats.Conn) {
 	})
 	nc := connect(t, s.ClientURL())
 	return s, nc
+}
+
+// JetStream starts one node as StartServer does and returns a JetStream context on its
+// connection: the set-up of every test that needs neither the server nor the raw connection.
+func JetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	_, nc := StartServer(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // StartCluster starts a ClusterSize-node JetStream cluster (each node with its own store under
